@@ -1,0 +1,37 @@
+//! Seaway's schema migrations (one table per file) and the guard that keeps
+//! them off read replicas.
+//!
+//! # Layout
+//!
+//! * [`Migrator`]: the migrations of `shared/API.md`, in order.
+//! * [`guard`]: [`ensure_primary`] refuses a server in recovery;
+//!   [`redact_url`] hides the password of a database URL.
+//! * `main.rs`: the migration CLI (`up`, `down`, `status`, `fresh`, `refresh`, `reset`).
+
+pub use sea_orm_migration::prelude::*;
+
+pub mod guard;
+mod m20250101_000001_create_profiles;
+mod m20250101_000002_create_stories;
+mod m20250101_000003_create_follows;
+
+pub use guard::{GuardError, connect_primary, ensure_primary, redact_url};
+
+/// The embedded default database, shared with the service: an SQLite file
+/// under `./data/`, created on first use.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/seaway.db?mode=rwc";
+
+/// All migrations of the schema, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20250101_000001_create_profiles::Migration),
+            Box::new(m20250101_000002_create_stories::Migration),
+            Box::new(m20250101_000003_create_follows::Migration),
+        ]
+    }
+}

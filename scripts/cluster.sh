@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# A local test cluster on loopback ports of its own: a PostgreSQL primary, two
+# streaming replicas (pg_basebackup -R, hot standby) and a Redis server with no
+# persistence. Data lives under target/seaway-cluster (ignored by git).
+#
+# Usage: scripts/cluster.sh COMMAND
+#   up                 start everything (idempotent); waits until replicas stream
+#   down               stop what this script started and remove its data
+#   status             what is running
+#   env                print DATABASE_URL, READ_REPLICA_URLS, REDIS_URL (for eval)
+#   lag MS [N]         set replica N's (default 1) recovery_min_apply_delay, reload
+#   stop-replica [N]   stop replica N (default 1)
+#   start-replica [N]  start replica N again and wait until it streams
+#   stop-redis         stop Redis
+#   start-redis        start Redis again
+#   psql primary|replica1|replica2 [ARGS]   a psql shell on one server
+#
+# Ports (override with the variables): SEAWAY_PG_PORT=25432, replica N at
+# SEAWAY_PG_PORT+N, SEAWAY_REDIS_PORT=26379. All below 32768, outside Linux's
+# ephemeral range, and away from the machine's own 5432/6379.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BASE="${SEAWAY_CLUSTER_DIR:-$ROOT/target/seaway-cluster}"
+PG_PORT="${SEAWAY_PG_PORT:-25432}"
+REDIS_PORT="${SEAWAY_REDIS_PORT:-26379}"
+REPLICAS="${SEAWAY_REPLICAS:-2}"
+RUN="$BASE/run"
+
+log() { printf 'cluster: %s\n' "$*" >&2; }
+die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+
+install_if_missing() {
+  local need=()
+  find_pg_bin >/dev/null 2>&1 || need+=(postgresql)
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  [ ${#need[@]} -eq 0 ] && return 0
+  is_root || die "missing ${need[*]}: install Debian's packages (apt-get install ${need[*]}) or run as root"
+  log "installing ${need[*]} from Debian's packages"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
+find_pg_bin() {
+  local d
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && { echo "$d"; return 0; }
+  done
+  if command -v pg_ctl >/dev/null 2>&1; then dirname "$(command -v pg_ctl)"; return 0; fi
+  return 1
+}
+
+# PostgreSQL refuses to run as root: run its tools as the postgres user then.
+as_pg() {
+  if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+replica_port() { echo $((PG_PORT + $1)); }
+replica_dir() { echo "$BASE/replica$1"; }
+pg_running() { [ -f "$1/postmaster.pid" ] && as_pg "$BIN/pg_ctl" -D "$1" status >/dev/null 2>&1; }
+q() { psql -X -q -h 127.0.0.1 -p "$1" -U postgres -d postgres -Atc "$2"; }
+
+prepare_dirs() {
+  mkdir -p "$BASE" "$RUN"
+  if is_root; then chown postgres: "$BASE" "$RUN"; chmod 755 "$BASE"; fi
+  # The postgres user must be able to reach the data directory.
+  if is_root; then
+    local d="$BASE"
+    while [ "$d" != / ]; do chmod o+x "$d" 2>/dev/null || true; d="$(dirname "$d")"; done
+  fi
+}
+
+start_primary() {
+  local dir="$BASE/primary"
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    log "initdb primary"
+    as_pg "$BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
+    cat >>"$dir/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$RUN'
+wal_level = replica
+max_wal_senders = 10
+max_connections = 300
+hot_standby = on
+fsync = off
+full_page_writes = off
+wal_keep_size = 256MB
+cluster_name = 'primary'
+EOF
+    printf 'host all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n' >>"$dir/pg_hba.conf"
+  fi
+  if ! pg_running "$dir"; then
+    log "starting primary on 127.0.0.1:$PG_PORT"
+    as_pg "$BIN/pg_ctl" -D "$dir" -l "$BASE/primary.log" -w -t 60 start >/dev/null
+  fi
+}
+
+wait_streaming() {
+  local n=$1 i
+  for i in $(seq 1 300); do
+    if [ "$(q "$PG_PORT" "select count(*) from pg_stat_replication where application_name = 'replica$n' and state = 'streaming'" 2>/dev/null)" = 1 ]; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  die "replica$n is not streaming after 60 s (see $BASE/replica$n.log)"
+}
+
+start_replica() {
+  local n=$1 dir port
+  dir="$(replica_dir "$n")"; port="$(replica_port "$n")"
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    log "pg_basebackup replica$n"
+    rm -rf "$dir"
+    as_pg "$BIN/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U postgres -D "$dir" -R -X stream -c fast
+    cat >>"$dir/postgresql.conf" <<EOF
+port = $port
+cluster_name = 'replica$n'
+hot_standby_feedback = on
+wal_receiver_status_interval = 1s
+include_if_exists = 'seaway_lag.conf'
+EOF
+  fi
+  if ! pg_running "$dir"; then
+    log "starting replica$n on 127.0.0.1:$port"
+    as_pg "$BIN/pg_ctl" -D "$dir" -l "$BASE/replica$n.log" -w -t 60 start >/dev/null
+  fi
+  wait_streaming "$n"
+}
+
+stop_pg() {
+  local dir=$1
+  if pg_running "$dir"; then as_pg "$BIN/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null; fi
+}
+
+redis_running() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+
+start_redis() {
+  mkdir -p "$BASE/redis"
+  if ! redis_running; then
+    log "starting redis on 127.0.0.1:$REDIS_PORT"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+      --daemonize yes --dir "$BASE/redis" --pidfile "$RUN/redis.pid" \
+      --logfile "$BASE/redis.log" >/dev/null
+    local i
+    for i in $(seq 1 100); do redis_running && return 0; sleep 0.1; done
+    die "redis did not start (see $BASE/redis.log)"
+  fi
+}
+
+stop_redis() {
+  if redis_running; then
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    local i
+    for i in $(seq 1 100); do redis_running || return 0; sleep 0.1; done
+  fi
+}
+
+print_env() {
+  local urls=() n
+  for n in $(seq 1 "$REPLICAS"); do urls+=("postgres://postgres@127.0.0.1:$(replica_port "$n")/postgres"); done
+  echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  echo "export READ_REPLICA_URLS=$(IFS=,; echo "${urls[*]}")"
+  echo "export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/"
+  echo "export SEAWAY_CLUSTER=$ROOT/scripts/cluster.sh"
+}
+
+set_lag() {
+  local ms=$1 n=${2:-1} dir
+  [[ "$ms" =~ ^[0-9]+$ ]] || die "lag takes milliseconds, got '$ms'"
+  dir="$(replica_dir "$n")"
+  echo "recovery_min_apply_delay = '${ms}ms'" >"$dir/seaway_lag.conf"
+  is_root && chown postgres: "$dir/seaway_lag.conf"
+  as_pg "$BIN/pg_ctl" -D "$dir" reload >/dev/null
+  # reload is asynchronous: wait until the server shows the new value
+  local i
+  for i in $(seq 1 100); do
+    [ "$(q "$(replica_port "$n")" "select setting from pg_settings where name = 'recovery_min_apply_delay'" 2>/dev/null)" = "$ms" ] && return 0
+    sleep 0.05
+  done
+  die "replica$n did not take recovery_min_apply_delay=$ms"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  up)
+    install_if_missing
+    BIN="$(find_pg_bin)" || die "no PostgreSQL binaries under /usr/lib/postgresql/*/bin or on PATH"
+    prepare_dirs
+    start_primary
+    for n in $(seq 1 "$REPLICAS"); do start_replica "$n"; done
+    start_redis
+    log "up: primary :$PG_PORT, replicas :$(replica_port 1)..:$(replica_port "$REPLICAS"), redis :$REDIS_PORT"
+    ;;
+  down)
+    if BIN="$(find_pg_bin)"; then
+      for n in $(seq 1 "$REPLICAS"); do stop_pg "$(replica_dir "$n")"; done
+      stop_pg "$BASE/primary"
+    fi
+    command -v redis-cli >/dev/null 2>&1 && stop_redis
+    rm -rf "$BASE"
+    log "down"
+    ;;
+  status)
+    BIN="$(find_pg_bin)" || die "no PostgreSQL binaries"
+    pg_running "$BASE/primary" && echo "primary: running :$PG_PORT" || echo "primary: stopped"
+    for n in $(seq 1 "$REPLICAS"); do
+      pg_running "$(replica_dir "$n")" && echo "replica$n: running :$(replica_port "$n")" || echo "replica$n: stopped"
+    done
+    redis_running && echo "redis: running :$REDIS_PORT" || echo "redis: stopped"
+    ;;
+  env) print_env ;;
+  lag)
+    BIN="$(find_pg_bin)" || die "no PostgreSQL binaries"
+    set_lag "${1:?lag MS [N]}" "${2:-1}"
+    ;;
+  stop-replica)
+    BIN="$(find_pg_bin)" || die "no PostgreSQL binaries"
+    stop_pg "$(replica_dir "${1:-1}")"
+    ;;
+  start-replica)
+    BIN="$(find_pg_bin)" || die "no PostgreSQL binaries"
+    start_replica "${1:-1}"
+    ;;
+  stop-redis) stop_redis ;;
+  start-redis) start_redis ;;
+  psql)
+    target="${1:-primary}"; shift || true
+    case "$target" in
+      primary) port=$PG_PORT ;;
+      replica*) port=$(replica_port "${target#replica}") ;;
+      *) die "psql primary|replicaN" ;;
+    esac
+    exec psql -X -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
+    ;;
+  *)
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    [ -z "$cmd" ] || exit 2
+    ;;
+esac
