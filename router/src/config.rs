@@ -1,0 +1,405 @@
+//! Settings: the environment of `shared/API.md`, or built in code.
+
+use crate::error::{Error, redact_url};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// The embedded default: an SQLite file under `./data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/seaway.db?mode=rwc";
+/// `CACHE_TTL_SECS` default.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+/// `MAX_REPLICA_LAG_MS` default.
+pub const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_millis(1000);
+/// `HEALTH_CHECK_INTERVAL_MS` default.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(1000);
+/// `DB_POOL_MIN_SIZE` default.
+pub const DEFAULT_POOL_MIN: u32 = 2;
+/// `DB_POOL_MAX_SIZE` default.
+pub const DEFAULT_POOL_MAX: u32 = 10;
+/// `SEAWAY_L1_MAX_BYTES` default: 64 MiB of cached results in process.
+pub const DEFAULT_L1_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Every Redis call gives up after this long (`SEAWAY_REDIS_TIMEOUT_MS`).
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
+/// After Redis errors, Redis is skipped for this long (`SEAWAY_REDIS_BACKOFF_MS`).
+pub const DEFAULT_REDIS_BACKOFF: Duration = Duration::from_millis(1000);
+/// Key namespace in Redis (`SEAWAY_CACHE_PREFIX`).
+pub const DEFAULT_KEY_PREFIX: &str = "seaway";
+/// Connect and acquire timeout of replica pools: a dead replica costs little.
+pub const REPLICA_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How reads are spread over healthy replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Each replica in turn.
+    #[default]
+    RoundRobin,
+    /// A uniformly random replica.
+    Random,
+    /// The replica with the fewest queries in flight.
+    LeastConnections,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "round_robin" => Ok(Self::RoundRobin),
+            "random" => Ok(Self::Random),
+            "least_connections" => Ok(Self::LeastConnections),
+            other => Err(format!(
+                "unknown strategy {other:?}: use round_robin, random or least_connections"
+            )),
+        }
+    }
+}
+
+/// Everything [`Db::connect`](crate::Db::connect) needs.
+///
+/// Build it with [`Config::from_env`] or [`Config::builder`]. `Debug` never
+/// shows a password.
+#[derive(Clone)]
+pub struct Config {
+    /// The `default` alias: the primary.
+    pub database_url: String,
+    /// The `read_replica` alias: any number of streaming replicas.
+    pub replica_urls: Vec<String>,
+    /// Further named aliases (e.g. an analytics replica), each one connection pool.
+    pub aliases: BTreeMap<String, String>,
+    /// L2 cache and cross-instance invalidation; `None`: L1 only.
+    pub redis_url: Option<String>,
+    /// Time-to-live of cached query results.
+    pub cache_ttl: Duration,
+    /// Upper bound of the L1 cache in bytes of encoded results.
+    pub l1_max_bytes: u64,
+    /// Namespace of Redis keys and of the invalidation channel.
+    pub key_prefix: String,
+    /// Replica balancing.
+    pub strategy: Strategy,
+    /// A replica further behind than this is skipped.
+    pub max_replica_lag: Duration,
+    /// Replica probe period.
+    pub health_check_interval: Duration,
+    /// With no usable replica: `true` reads from the primary, `false` fails.
+    pub replica_fallback: bool,
+    /// Connections kept open per pool.
+    pub pool_min: u32,
+    /// Connections at most per pool.
+    pub pool_max: u32,
+    /// Bound on every Redis call.
+    pub redis_timeout: Duration,
+    /// How long Redis is skipped after errors.
+    pub redis_backoff: Duration,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "replica_urls",
+                &self.replica_urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            )
+            .field("aliases", &self.aliases.keys().collect::<Vec<_>>())
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("cache_ttl", &self.cache_ttl)
+            .field("strategy", &self.strategy)
+            .field("max_replica_lag", &self.max_replica_lag)
+            .field("health_check_interval", &self.health_check_interval)
+            .field("replica_fallback", &self.replica_fallback)
+            .field("pool", &(self.pool_min, self.pool_max))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            replica_urls: Vec::new(),
+            aliases: BTreeMap::new(),
+            redis_url: None,
+            cache_ttl: DEFAULT_CACHE_TTL,
+            l1_max_bytes: DEFAULT_L1_MAX_BYTES,
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            strategy: Strategy::RoundRobin,
+            max_replica_lag: DEFAULT_MAX_REPLICA_LAG,
+            health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL,
+            replica_fallback: true,
+            pool_min: DEFAULT_POOL_MIN,
+            pool_max: DEFAULT_POOL_MAX,
+            redis_timeout: DEFAULT_REDIS_TIMEOUT,
+            redis_backoff: DEFAULT_REDIS_BACKOFF,
+        }
+    }
+}
+
+impl Config {
+    /// Starts from the defaults (the embedded SQLite file, no replicas, no Redis).
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder(Self::default())
+    }
+
+    /// Reads the variables of `shared/API.md` (and `SEAWAY_*` extras); unset
+    /// or empty variables take their defaults.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first variable whose value is unusable.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables through `get`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the variable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let var = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let mut c = Self::default();
+        if let Some(url) = var("DATABASE_URL") {
+            c.database_url = check_url("DATABASE_URL", &url, &["postgres", "postgresql", "sqlite"])?;
+        }
+        if let Some(urls) = var("READ_REPLICA_URLS") {
+            c.replica_urls = urls
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(|u| check_url("READ_REPLICA_URLS", u, &["postgres", "postgresql", "sqlite"]))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(url) = var("REDIS_URL") {
+            c.redis_url = Some(check_url("REDIS_URL", &url, &["redis", "rediss"])?);
+        }
+        if let Some(v) = var("CACHE_TTL_SECS") {
+            c.cache_ttl = Duration::from_secs(parse_num("CACHE_TTL_SECS", &v, 0, 86_400 * 30)?);
+        }
+        if let Some(v) = var("REPLICA_STRATEGY") {
+            c.strategy = v.parse().map_err(|message| Error::Config {
+                var: "REPLICA_STRATEGY",
+                message,
+            })?;
+        }
+        if let Some(v) = var("MAX_REPLICA_LAG_MS") {
+            c.max_replica_lag = Duration::from_millis(parse_num("MAX_REPLICA_LAG_MS", &v, 0, 86_400_000)?);
+        }
+        if let Some(v) = var("HEALTH_CHECK_INTERVAL_MS") {
+            c.health_check_interval =
+                Duration::from_millis(parse_num("HEALTH_CHECK_INTERVAL_MS", &v, 10, 3_600_000)?);
+        }
+        if let Some(v) = var("REPLICA_FALLBACK") {
+            c.replica_fallback = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(Error::Config {
+                        var: "REPLICA_FALLBACK",
+                        message: format!("expected true or false, got {v:?}"),
+                    });
+                }
+            };
+        }
+        if let Some(v) = var("DB_POOL_MIN_SIZE") {
+            c.pool_min = parse_num("DB_POOL_MIN_SIZE", &v, 0, 1000)? as u32;
+        }
+        if let Some(v) = var("DB_POOL_MAX_SIZE") {
+            c.pool_max = parse_num("DB_POOL_MAX_SIZE", &v, 1, 1000)? as u32;
+        }
+        if c.pool_min > c.pool_max {
+            return Err(Error::Config {
+                var: "DB_POOL_MIN_SIZE",
+                message: format!("{} is above DB_POOL_MAX_SIZE {}", c.pool_min, c.pool_max),
+            });
+        }
+        if let Some(v) = var("SEAWAY_CACHE_PREFIX") {
+            c.key_prefix = v;
+        }
+        if let Some(v) = var("SEAWAY_L1_MAX_BYTES") {
+            c.l1_max_bytes = parse_num("SEAWAY_L1_MAX_BYTES", &v, 0, u64::MAX / 2)?;
+        }
+        if let Some(v) = var("SEAWAY_REDIS_TIMEOUT_MS") {
+            c.redis_timeout = Duration::from_millis(parse_num("SEAWAY_REDIS_TIMEOUT_MS", &v, 1, 60_000)?);
+        }
+        if let Some(v) = var("SEAWAY_REDIS_BACKOFF_MS") {
+            c.redis_backoff = Duration::from_millis(parse_num("SEAWAY_REDIS_BACKOFF_MS", &v, 1, 600_000)?);
+        }
+        Ok(c)
+    }
+
+    /// Whether the primary is SQLite (the embedded default).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+fn parse_num(var: &'static str, v: &str, min: u64, max: u64) -> Result<u64, Error> {
+    let n: u64 = v.parse().map_err(|_| Error::Config {
+        var,
+        message: format!("expected a whole number, got {v:?}"),
+    })?;
+    if n < min || n > max {
+        return Err(Error::Config {
+            var,
+            message: format!("{n} is outside {min}..={max}"),
+        });
+    }
+    Ok(n)
+}
+
+fn check_url(var: &'static str, v: &str, schemes: &[&str]) -> Result<String, Error> {
+    let scheme = v.split_once(':').map(|(s, _)| s).unwrap_or("");
+    if !schemes.contains(&scheme) {
+        return Err(Error::Config {
+            var,
+            message: format!(
+                "{} is not a URL with scheme {}",
+                redact_url(v),
+                schemes.join(" or ")
+            ),
+        });
+    }
+    if scheme != "sqlite" && url::Url::parse(v).is_err() {
+        return Err(Error::Config {
+            var,
+            message: format!("{} is not a valid URL", redact_url(v)),
+        });
+    }
+    Ok(v.to_owned())
+}
+
+/// Builds a [`Config`] in code; every method takes `self` and returns it.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ConfigBuilder(Config);
+
+impl ConfigBuilder {
+    /// The primary.
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.0.database_url = url.into();
+        self
+    }
+    /// Adds a replica to the `read_replica` alias.
+    pub fn replica(mut self, url: impl Into<String>) -> Self {
+        self.0.replica_urls.push(url.into());
+        self
+    }
+    /// Adds a named alias with its own pool, for a custom [`DatabaseRouter`](crate::DatabaseRouter).
+    pub fn alias(mut self, name: impl Into<String>, url: impl Into<String>) -> Self {
+        self.0.aliases.insert(name.into(), url.into());
+        self
+    }
+    /// Enables the L2 cache and cross-instance invalidation.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.0.redis_url = Some(url.into());
+        self
+    }
+    /// Cache time-to-live.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.0.cache_ttl = ttl;
+        self
+    }
+    /// Redis key and channel namespace.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.0.key_prefix = prefix.into();
+        self
+    }
+    /// L1 size bound in bytes.
+    pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
+        self.0.l1_max_bytes = bytes;
+        self
+    }
+    /// Replica balancing.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.0.strategy = strategy;
+        self
+    }
+    /// Lag bound.
+    pub fn max_replica_lag(mut self, lag: Duration) -> Self {
+        self.0.max_replica_lag = lag;
+        self
+    }
+    /// Probe period.
+    pub fn health_check_interval(mut self, every: Duration) -> Self {
+        self.0.health_check_interval = every;
+        self
+    }
+    /// Fallback to the primary with no usable replica.
+    pub fn replica_fallback(mut self, on: bool) -> Self {
+        self.0.replica_fallback = on;
+        self
+    }
+    /// Pool bounds.
+    pub fn pool(mut self, min: u32, max: u32) -> Self {
+        self.0.pool_min = min;
+        self.0.pool_max = max.max(1);
+        self
+    }
+    /// Redis call timeout and circuit-breaker back-off.
+    pub fn redis_timeouts(mut self, timeout: Duration, backoff: Duration) -> Self {
+        self.0.redis_timeout = timeout;
+        self.0.redis_backoff = backoff;
+        self
+    }
+    /// The finished configuration.
+    pub fn build(self) -> Config {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, Error> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_without_environment() {
+        let c = from(&[]).expect("defaults");
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert!(c.replica_urls.is_empty() && c.redis_url.is_none());
+        assert_eq!((c.pool_min, c.pool_max), (2, 10));
+        assert!(c.replica_fallback);
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_hide_passwords() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("CACHE_TTL_SECS", "abc", "CACHE_TTL_SECS"),
+            ("REPLICA_STRATEGY", "fastest", "REPLICA_STRATEGY"),
+            ("MAX_REPLICA_LAG_MS", "-1", "MAX_REPLICA_LAG_MS"),
+            ("HEALTH_CHECK_INTERVAL_MS", "0", "HEALTH_CHECK_INTERVAL_MS"),
+            ("REPLICA_FALLBACK", "maybe", "REPLICA_FALLBACK"),
+            ("DB_POOL_MAX_SIZE", "0", "DB_POOL_MAX_SIZE"),
+            ("DATABASE_URL", "mysql://u:pw@h/d", "DATABASE_URL"),
+            ("REDIS_URL", "http://u:pw@h", "REDIS_URL"),
+            ("READ_REPLICA_URLS", "postgres://u:pw@h/d,nope", "READ_REPLICA_URLS"),
+        ];
+        for (var, value, named) in cases {
+            let err = from(&[(var, value)]).expect_err(var).to_string();
+            assert!(err.contains(named), "{var}: {err}");
+            assert!(!err.contains("pw@"), "{var} leaks a password: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_redacts_urls() {
+        let c = Config::builder()
+            .database_url("postgres://u:secret@h/d")
+            .replica("postgres://u:secret@r/d")
+            .redis_url("redis://:secret@h/")
+            .build();
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn replica_list_is_split_and_trimmed() {
+        let c = from(&[("READ_REPLICA_URLS", " postgres://a/x , postgres://b/x ,")]).expect("ok");
+        assert_eq!(c.replica_urls, vec!["postgres://a/x", "postgres://b/x"]);
+    }
+}

@@ -1,0 +1,210 @@
+//! The explicit API: `Story::find().using_replica().cached().all(&db)`.
+
+use crate::cache::{CacheValue, key_of};
+use crate::classify::Tag;
+use crate::conn::{Db, Explicit};
+use crate::scope::{self, CacheOutcome};
+use sea_orm::sea_query::audit::{AccessType, AuditTrait};
+use sea_orm::{DbErr, EntityTrait, PaginatorTrait, QuerySelect, QueryTrait, Select};
+use std::time::Duration;
+
+mod sealed {
+    pub trait Sealed {}
+    impl<E: sea_orm::EntityTrait> Sealed for sea_orm::Select<E> {}
+}
+
+/// Routing and caching choices on a SeaORM `Select`. Sealed.
+///
+/// ```no_run
+/// # async fn demo(db: seaway::Db) -> Result<(), sea_orm::DbErr> {
+/// use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+/// use seaway::prelude::*;
+/// use entity::{prelude::Story, story};
+/// let published = Story::find()
+///     .filter(story::Column::Published.eq(true))
+///     .using_replica()
+///     .cached()
+///     .all(&db)
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub trait RoutedSelectExt<E: EntityTrait>: sealed::Sealed + Sized {
+    /// Read from a replica (subject to the scope: sticky, token, health, lag).
+    fn using_replica(self) -> RoutedSelect<E>;
+    /// Read from the primary.
+    fn using_primary(self) -> RoutedSelect<E>;
+    /// Read from a named alias (`default`, `read_replica`, or one configured).
+    fn using(self, alias: impl Into<String>) -> RoutedSelect<E>;
+    /// Route as the router says, and cache the result for the default TTL.
+    fn cached(self) -> RoutedSelect<E>;
+}
+
+impl<E: EntityTrait> RoutedSelectExt<E> for Select<E> {
+    fn using_replica(self) -> RoutedSelect<E> {
+        RoutedSelect::new(self).using_replica()
+    }
+    fn using_primary(self) -> RoutedSelect<E> {
+        RoutedSelect::new(self).using_primary()
+    }
+    fn using(self, alias: impl Into<String>) -> RoutedSelect<E> {
+        RoutedSelect::new(self).using(alias)
+    }
+    fn cached(self) -> RoutedSelect<E> {
+        RoutedSelect::new(self).cached()
+    }
+}
+
+/// A select with a route and a cache policy; run it with `all`, `one` or `count`.
+#[must_use = "a routed select does nothing until .all(), .one() or .count()"]
+#[derive(Debug, Clone)]
+pub struct RoutedSelect<E: EntityTrait> {
+    select: Select<E>,
+    route: Explicit,
+    cache: Option<Option<Duration>>,
+    extra_tags: Vec<Tag>,
+}
+
+impl<E: EntityTrait> RoutedSelect<E> {
+    fn new(select: Select<E>) -> Self {
+        Self {
+            select,
+            route: Explicit::Auto,
+            cache: None,
+            extra_tags: Vec::new(),
+        }
+    }
+    /// Read from a replica.
+    pub fn using_replica(mut self) -> Self {
+        self.route = Explicit::Replica;
+        self
+    }
+    /// Read from the primary.
+    pub fn using_primary(mut self) -> Self {
+        self.route = Explicit::Primary;
+        self
+    }
+    /// Read from a named alias.
+    pub fn using(mut self, alias: impl Into<String>) -> Self {
+        let alias = alias.into();
+        self.route = match alias.as_str() {
+            crate::DEFAULT => Explicit::Primary,
+            crate::READ_REPLICA => Explicit::Replica,
+            _ => Explicit::Alias(alias),
+        };
+        self
+    }
+    /// Cache the result for the configured TTL.
+    pub fn cached(mut self) -> Self {
+        self.cache = Some(None);
+        self
+    }
+    /// Cache the result for `ttl`.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache = Some(Some(ttl));
+        self
+    }
+    /// Do not cache (the default; undoes `cached`).
+    pub fn no_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+    /// Adds a tag beyond the tables read: `db.invalidate(&[tag])` then empties it.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.extra_tags.push(Tag::Owned(tag.into()));
+        self
+    }
+
+    fn tables(&self) -> Vec<Tag> {
+        let mut tags: Vec<Tag> = Vec::with_capacity(2 + self.extra_tags.len());
+        if let Ok(audit) = self.select.as_query().audit() {
+            for r in audit.requests {
+                let t = r.schema_table.1.inner();
+                if r.access_type == AccessType::Select && !tags.contains(&t) {
+                    tags.push(t);
+                }
+            }
+        }
+        if tags.is_empty() {
+            tags.push(Tag::Borrowed(E::default().table_name()));
+        }
+        tags.extend(self.extra_tags.iter().cloned());
+        tags
+    }
+
+    async fn run<V, F, Fut>(self, db: &Db, kind: &str, query: Select<E>, exec: F) -> Result<V, DbErr>
+    where
+        V: CacheValue,
+        F: Fn(Select<E>, sea_orm::DatabaseConnection) -> Fut,
+        Fut: std::future::Future<Output = Result<V, DbErr>>,
+    {
+        let tables = self.tables();
+        let target = db.decide_read(&self.route, &tables)?;
+        let run_db = || async {
+            let (v, ran) = db
+                .run_read(target.clone(), |c| exec(query.clone(), c))
+                .await?;
+            Ok::<_, DbErr>((v, ran))
+        };
+        let Some(ttl) = self.cache else {
+            let (v, ran) = run_db().await?;
+            let route = db.route_of(&ran);
+            scope::with_current(|s| s.record(route, CacheOutcome::Bypass));
+            return Ok(v);
+        };
+        let stmt = query.build(db.backend());
+        let key = key_of(kind, &stmt);
+        let min_lsn = scope::with_current(|s| s.min_lsn()).unwrap_or_default();
+        let mut ran_on = None;
+        let (v, outcome) = db
+            .cache()
+            .get_or_load(key, || tables, ttl, min_lsn, || async {
+                let (v, ran) = run_db().await?;
+                let source = db.source_of(&ran);
+                ran_on = Some(ran);
+                Ok((v, source))
+            })
+            .await?;
+        let route = db.route_of(ran_on.as_ref().unwrap_or(&target));
+        scope::with_current(|s| s.record(route, outcome));
+        Ok(v)
+    }
+
+    /// All rows, as SeaORM's `Select::all`.
+    ///
+    /// # Errors
+    ///
+    /// The database's; a cache failure is never an error.
+    pub async fn all(self, db: &Db) -> Result<Vec<E::Model>, DbErr>
+    where
+        E::Model: CacheValue,
+    {
+        let q = self.select.clone();
+        self.run(db, "all", q, |s, c| async move { s.all(&c).await }).await
+    }
+
+    /// The first row, as SeaORM's `Select::one`.
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    pub async fn one(self, db: &Db) -> Result<Option<E::Model>, DbErr>
+    where
+        E::Model: CacheValue,
+    {
+        let q = self.select.clone().limit(1);
+        self.run(db, "one", q, |s, c| async move { s.one(&c).await }).await
+    }
+
+    /// The number of rows, as SeaORM's `PaginatorTrait::count`.
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    pub async fn count(self, db: &Db) -> Result<u64, DbErr>
+    where
+        E::Model: Sync,
+    {
+        let q = self.select.clone();
+        self.run(db, "count", q, |s, c| async move { s.count(&c).await }).await
+    }
+}
