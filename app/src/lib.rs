@@ -1,1 +1,120 @@
-//! placeholder
+//! The example service of `shared/API.md` on the Seaway data layer.
+//!
+//! # Layout
+//!
+//! * `config`: [`AppConfig`] from the environment.
+//! * `error`: [`ApiError`], the one error shape; `extract`: extractors whose
+//!   rejections use it.
+//! * `routes`: `profiles`, `stories`, `follows`, `ops` (health, stats, metrics).
+//! * `seed`: fills a database with deterministic data.
+//! * [`router`] builds the app for tests (`oneshot`); [`serve`] runs it.
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod seed;
+pub mod state;
+pub mod wire;
+
+pub use config::AppConfig;
+pub use error::ApiError;
+pub use state::AppState;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::DbBackend;
+use seaway::{Db, SeawayLayer};
+use std::future::Future;
+use std::time::Duration;
+use tower_http::trace::TraceLayer;
+
+/// Request bodies above this are answered 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The whole application: routes, the Seaway layer (scopes and headers),
+/// the body limit, and request tracing.
+pub fn router(state: AppState) -> Router {
+    let db = state.db.clone();
+    Router::new()
+        .merge(routes::profiles::router())
+        .merge(routes::stories::router())
+        .merge(routes::follows::router())
+        .merge(routes::ops::router())
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new_status(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(SeawayLayer::new(db))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(
+                    |res: &axum::http::Response<axum::body::Body>, latency: Duration, _span: &tracing::Span| {
+                        let h = |n: &str| res.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+                        tracing::info!(
+                            status = res.status().as_u16(),
+                            latency_us = latency.as_micros() as u64,
+                            route = %h("x-db-route"),
+                            cache = %h("x-cache"),
+                            "response"
+                        );
+                    },
+                ),
+        )
+}
+
+/// Connects, prepares the schema (SQLite: migrate; PostgreSQL: check that the
+/// migrations are applied) and returns the state.
+///
+/// # Errors
+///
+/// A message for the operator: which setting or step failed, no secrets.
+pub async fn connect(config: &AppConfig) -> Result<AppState, String> {
+    let db = Db::connect(config.seaway.clone()).await.map_err(|e| e.to_string())?;
+    match db.backend() {
+        DbBackend::Sqlite => Migrator::up(db.primary(), None)
+            .await
+            .map_err(|e| format!("migrating the embedded database failed: {e}"))?,
+        _ => {
+            let pending = Migrator::get_pending_migrations_read_only(db.primary())
+                .await
+                .map_err(|e| format!("cannot read the migration status: {e}"))?;
+            if !pending.is_empty() {
+                return Err(format!(
+                    "{} migration(s) are not applied: run `cargo run -p seaway-app -- migrate` (or `cargo run -p migration -- up`) against the primary",
+                    pending.len()
+                ));
+            }
+        }
+    }
+    Ok(AppState { db })
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then drains.
+///
+/// # Errors
+///
+/// I/O errors of the listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+impl ApiError {
+    /// An error with any status (used for 405).
+    pub fn new_status(status: axum::http::StatusCode, message: &str) -> Self {
+        match status.as_u16() {
+            405 => Self::bad_request(message, None).with_status(status),
+            _ => Self::internal(),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Following, followers and the feed.
+
+use crate::error::ApiError;
+use crate::extract::{Params, Path, Query, parse_id};
+use crate::routes::profiles::{counts, find};
+use crate::state::AppState;
+use crate::wire;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::Utc;
+use entity::prelude::*;
+use entity::{follow, profile, story};
+use sea_orm::sea_query::{Expr, ExprTrait, Query as SqlQuery};
+use sea_orm::{
+    ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
+    TryInsertResult,
+};
+use seaway::prelude::*;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/profiles/{id}/following/{target_id}", post(follow).delete(unfollow))
+        .route("/profiles/{id}/followers", get(followers))
+        .route("/profiles/{id}/following", get(following))
+        .route("/profiles/{id}/feed", get(feed))
+}
+
+#[derive(Serialize)]
+struct Followed {
+    follow: wire::Follow,
+    target_stats: wire::Stats,
+}
+
+fn ids(raw: &(String, String)) -> Result<(i64, i64), ApiError> {
+    Ok((parse_id(&raw.0, "id")?, parse_id(&raw.1, "target_id")?))
+}
+
+async fn follow(
+    State(s): State<AppState>,
+    Path(raw): Path<(String, String)>,
+) -> Result<(StatusCode, axum::Json<Followed>), ApiError> {
+    let (id, target) = ids(&raw)?;
+    if id == target {
+        return Err(ApiError::unprocessable("a profile cannot follow itself", Some("target_id")));
+    }
+    let row = follow::ActiveModel {
+        follower_id: Set(id),
+        following_id: Set(target),
+        created_at: Set(Utc::now()),
+    };
+    // A plain SeaORM insert on the routed handle: it goes to the primary and
+    // makes this request sticky, so the reads below see it.
+    let inserted = Follow::insert(row)
+        .on_conflict_do_nothing()
+        .exec_without_returning(&s.db)
+        .await
+        .map_err(|e| match e.sql_err() {
+            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => ApiError::not_found("profile"),
+            _ => e.into(),
+        })?;
+    let status = match inserted {
+        TryInsertResult::Inserted(n) if n > 0 => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    let stored = Follow::find_by_id((id, target))
+        .using_replica() // sticky: still the primary
+        .one(&s.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("follow"))?;
+    let target_stats = counts(&s.db, target).await?;
+    Ok((
+        status,
+        axum::Json(Followed {
+            follow: stored.into(),
+            target_stats,
+        }),
+    ))
+}
+
+async fn unfollow(State(s): State<AppState>, Path(raw): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    let (id, target) = ids(&raw)?;
+    Follow::delete_many()
+        .filter(follow::Column::FollowerId.eq(id))
+        .filter(follow::Column::FollowingId.eq(target))
+        .exec(&s.db)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn people(
+    s: AppState,
+    raw: String,
+    q: HashMap<String, String>,
+    rel: follow::Relation,
+    key: follow::Column,
+) -> Result<axum::Json<wire::List<wire::Profile>>, ApiError> {
+    let id = parse_id(&raw, "id")?;
+    let page = Params::new(q, &[])?.page()?;
+    find(&s.db, id).await?;
+    let rows = Profile::find()
+        .join(JoinType::InnerJoin, rel.def().rev())
+        .filter(key.eq(id))
+        .order_by_desc(follow::Column::CreatedAt)
+        .order_by_asc(profile::Column::Id)
+        .limit(page.limit)
+        .offset(page.offset)
+        .using_replica()
+        .cached()
+        .all(&s.db)
+        .await?;
+    Ok(axum::Json(wire::List::new(rows, page)))
+}
+
+async fn followers(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<wire::List<wire::Profile>>, ApiError> {
+    // profiles.id = follows.follower_id, for follows of `id`
+    people(s, raw, q, follow::Relation::Follower, follow::Column::FollowingId).await
+}
+
+async fn following(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<wire::List<wire::Profile>>, ApiError> {
+    people(s, raw, q, follow::Relation::Following, follow::Column::FollowerId).await
+}
+
+async fn feed(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<wire::List<wire::Story>>, ApiError> {
+    let id = parse_id(&raw, "id")?;
+    let page = Params::new(q, &[])?.page()?;
+    find(&s.db, id).await?;
+    // One query: published stories whose author is followed by `id`.
+    let followed = SqlQuery::select()
+        .column(follow::Column::FollowingId)
+        .from(follow::Entity)
+        .and_where(Expr::col(follow::Column::FollowerId).eq(id))
+        .to_owned();
+    let rows = Story::find()
+        .filter(story::Column::Published.eq(true))
+        .filter(story::Column::AuthorId.in_subquery(followed))
+        .order_by_desc(story::Column::PublishedAt)
+        .order_by_desc(story::Column::Id)
+        .limit(page.limit)
+        .offset(page.offset)
+        .using_replica()
+        .cached()
+        .all(&s.db)
+        .await?;
+    Ok(axum::Json(wire::List::new(rows, page)))
+}

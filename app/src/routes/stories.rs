@@ -1,0 +1,273 @@
+//! `/stories`: create, read, change, delete, count views, list and search.
+
+use crate::error::ApiError;
+use crate::extract::{Json, Params, Path, Query, check_text, double_option, parse_id};
+use crate::state::AppState;
+use crate::wire;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::Utc;
+use entity::prelude::*;
+use entity::story;
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, NullOrdering, Order};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    Set, SqlErr, TransactionSession, TransactionTrait,
+};
+use seaway::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/stories", post(create).get(list))
+        .route("/stories/featured", get(featured))
+        .route("/stories/{id}", get(show).patch(update).delete(remove))
+        .route("/stories/{id}/views", post(view))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewStory {
+    author_id: i64,
+    title: String,
+    body: String,
+    #[serde(default)]
+    genre: Option<String>,
+    #[serde(default)]
+    published: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoryChange {
+    title: Option<String>,
+    body: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    genre: Option<Option<String>>,
+    published: Option<bool>,
+    featured: Option<bool>,
+}
+
+const MAX_BODY: usize = 200_000;
+
+fn check_genre(g: &Option<String>) -> Result<(), ApiError> {
+    match g {
+        Some(g) => check_text(g, "genre", 50, false),
+        None => Ok(()),
+    }
+}
+
+async fn create(
+    State(s): State<AppState>,
+    Json(n): Json<NewStory>,
+) -> Result<(StatusCode, axum::Json<wire::Story>), ApiError> {
+    if n.author_id <= 0 {
+        return Err(ApiError::unprocessable("author_id must be a positive integer", Some("author_id")));
+    }
+    check_text(&n.title, "title", 200, false)?;
+    check_text(&n.body, "body", MAX_BODY, true)?;
+    check_genre(&n.genre)?;
+    let now = Utc::now();
+    let model = story::ActiveModel {
+        author_id: Set(n.author_id),
+        title: Set(n.title),
+        body: Set(n.body),
+        genre: Set(n.genre),
+        published: Set(n.published),
+        featured: Set(false),
+        view_count: Set(0),
+        published_at: Set(n.published.then_some(now)),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&s.db)
+    .await
+    .map_err(|e| match e.sql_err() {
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+            ApiError::unprocessable("author does not exist", Some("author_id"))
+        }
+        _ => e.into(),
+    })?;
+    Ok((StatusCode::CREATED, axum::Json(model.into())))
+}
+
+async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<wire::Story>, ApiError> {
+    let id = parse_id(&id, "id")?;
+    Story::find_by_id(id)
+        .using_replica()
+        .cached()
+        .one(&s.db)
+        .await?
+        .map(|m| axum::Json(m.into()))
+        .ok_or_else(|| ApiError::not_found("story"))
+}
+
+async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(c): Json<StoryChange>,
+) -> Result<axum::Json<wire::Story>, ApiError> {
+    let id = parse_id(&id, "id")?;
+    if let Some(t) = &c.title {
+        check_text(t, "title", 200, false)?;
+    }
+    if let Some(b) = &c.body {
+        check_text(b, "body", MAX_BODY, true)?;
+    }
+    if let Some(g) = &c.genre {
+        check_genre(g)?;
+    }
+    // A transaction on the routed handle: always the primary; the cache of
+    // `stories` is invalidated when it commits.
+    let txn = s.db.begin().await?;
+    let current = Story::find_by_id(id)
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("story"))?;
+    let was_published = current.published;
+    let mut am = current.into_active_model();
+    if let Some(t) = c.title {
+        am.title = Set(t);
+    }
+    if let Some(b) = c.body {
+        am.body = Set(b);
+    }
+    if let Some(g) = c.genre {
+        am.genre = Set(g);
+    }
+    if let Some(f) = c.featured {
+        am.featured = Set(f);
+    }
+    let now = Utc::now();
+    if let Some(p) = c.published {
+        am.published = Set(p);
+        if p && !was_published {
+            am.published_at = Set(Some(now));
+        } else if !p {
+            am.published_at = Set(None);
+        }
+    }
+    am.updated_at = Set(now);
+    let stored = am.update(&txn).await?;
+    txn.commit().await?;
+    Ok(axum::Json(stored.into()))
+}
+
+async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "id")?;
+    let r = Story::delete_by_id(id).exec(&s.db).await?;
+    if r.rows_affected == 0 {
+        return Err(ApiError::not_found("story"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct Views {
+    id: i64,
+    view_count: i64,
+}
+
+async fn view(State(s): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Views>, ApiError> {
+    let id = parse_id(&id, "id")?;
+    let rows = Story::update_many()
+        .col_expr(story::Column::ViewCount, Expr::col(story::Column::ViewCount).add(1))
+        .filter(story::Column::Id.eq(id))
+        .exec_with_returning(&s.db)
+        .await?;
+    let m = rows.into_iter().next().ok_or_else(|| ApiError::not_found("story"))?;
+    Ok(axum::Json(Views {
+        id: m.id,
+        view_count: m.view_count,
+    }))
+}
+
+/// `%`, `_` and `\` taken literally in a LIKE pattern.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<wire::List<wire::Story>>, ApiError> {
+    let p = Params::new(q, &["published", "genre", "author_id", "q", "order"])?;
+    let page = p.page()?;
+    let mut select = Story::find();
+    if let Some(b) = p.bool("published")? {
+        select = select.filter(story::Column::Published.eq(b));
+    }
+    if let Some(g) = p.text("genre", 50)? {
+        select = select.filter(story::Column::Genre.eq(g));
+    }
+    if let Some(a) = p.id("author_id")? {
+        select = select.filter(story::Column::AuthorId.eq(a));
+    }
+    if let Some(text) = p.text("q", 200)? {
+        let pattern = format!("%{}%", like_escape(&text.to_lowercase()));
+        select = select.filter(
+            Expr::expr(Func::lower(Expr::col(story::Column::Title))).like(LikeExpr::new(pattern).escape('\\')),
+        );
+    }
+    select = match p.text("order", 20)?.unwrap_or("recent") {
+        "recent" => select
+            .order_by_with_nulls(story::Column::PublishedAt, Order::Desc, NullOrdering::Last)
+            .order_by_desc(story::Column::Id),
+        "trending" => select
+            .order_by_desc(story::Column::ViewCount)
+            .order_by_desc(story::Column::Id),
+        _ => {
+            return Err(ApiError::bad_request("order must be recent or trending", Some("order")));
+        }
+    };
+    let rows = select
+        .limit(page.limit)
+        .offset(page.offset)
+        .using_replica()
+        .cached()
+        .all(&s.db)
+        .await?;
+    Ok(axum::Json(wire::List::new(rows, page)))
+}
+
+async fn featured(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<wire::List<wire::Story>>, ApiError> {
+    let page = Params::new(q, &[])?.page()?;
+    let rows = Story::find()
+        .filter(story::Column::Published.eq(true))
+        .filter(story::Column::Featured.eq(true))
+        .order_by_desc(story::Column::PublishedAt)
+        .order_by_desc(story::Column::Id)
+        .limit(page.limit)
+        .offset(page.offset)
+        .using_replica()
+        .cached()
+        .all(&s.db)
+        .await?;
+    Ok(axum::Json(wire::List::new(rows, page)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_escape;
+
+    #[test]
+    fn like_patterns_are_literal() {
+        assert_eq!(like_escape("50%_a\\b"), "50\\%\\_a\\\\b");
+    }
+}

@@ -1,0 +1,118 @@
+//! The JSON shapes of API.md. Entities are not the wire types: these render
+//! timestamps as RFC 3339 in UTC.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use entity::{follow, profile, story};
+use serde::Serialize;
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A profile.
+#[derive(Debug, Serialize)]
+pub struct Profile {
+    id: i64,
+    username: String,
+    display_name: String,
+    bio: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<profile::Model> for Profile {
+    fn from(m: profile::Model) -> Self {
+        Self {
+            id: m.id,
+            username: m.username,
+            display_name: m.display_name,
+            bio: m.bio,
+            created_at: ts(m.created_at),
+            updated_at: ts(m.updated_at),
+        }
+    }
+}
+
+/// A story.
+#[derive(Debug, Serialize)]
+pub struct Story {
+    id: i64,
+    author_id: i64,
+    title: String,
+    body: String,
+    genre: Option<String>,
+    published: bool,
+    featured: bool,
+    view_count: i64,
+    published_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<story::Model> for Story {
+    fn from(m: story::Model) -> Self {
+        Self {
+            id: m.id,
+            author_id: m.author_id,
+            title: m.title,
+            body: m.body,
+            genre: m.genre,
+            published: m.published,
+            featured: m.featured,
+            view_count: m.view_count,
+            published_at: m.published_at.map(ts),
+            created_at: ts(m.created_at),
+            updated_at: ts(m.updated_at),
+        }
+    }
+}
+
+/// A follow.
+#[derive(Debug, Serialize)]
+pub struct Follow {
+    follower_id: i64,
+    following_id: i64,
+    created_at: String,
+}
+
+impl From<follow::Model> for Follow {
+    fn from(m: follow::Model) -> Self {
+        Self {
+            follower_id: m.follower_id,
+            following_id: m.following_id,
+            created_at: ts(m.created_at),
+        }
+    }
+}
+
+/// Counts for a profile.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    /// Stories written.
+    pub story_count: u64,
+    /// Of which published.
+    pub published_story_count: u64,
+    /// Profiles following it.
+    pub follower_count: u64,
+    /// Profiles it follows.
+    pub following_count: u64,
+}
+
+/// A page of items.
+#[derive(Debug, Serialize)]
+pub struct List<T> {
+    items: Vec<T>,
+    limit: u64,
+    offset: u64,
+}
+
+impl<T> List<T> {
+    /// Wraps converted items with the page they are.
+    pub fn new<M: Into<T>>(items: Vec<M>, page: crate::extract::Page) -> Self {
+        Self {
+            items: items.into_iter().map(Into::into).collect(),
+            limit: page.limit,
+            offset: page.offset,
+        }
+    }
+}
