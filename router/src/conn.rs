@@ -64,14 +64,14 @@ struct Shared {
     /// SQLite has no WAL position shared with readers: count writes instead,
     /// starting at the clock so that tokens stay ordered across restarts.
     sqlite_lsn: AtomicU64,
-    /// Stops the prober when the last handle goes.
-    prober: Option<tokio::task::JoinHandle<()>>,
+    /// The prober and the catch-up watcher, stopped when the last handle goes.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(p) = &self.prober {
-            p.abort();
+        for t in &self.tasks {
+            t.abort();
         }
     }
 }
@@ -233,7 +233,8 @@ impl Db {
             let conn = connect(u, options(u, 0, config.pool_max, REPLICA_CONNECT_TIMEOUT, true)).await?;
             aliases.insert(name.clone(), conn);
         }
-        let cache = QueryCache::new(&config)?;
+        let catchup = Arc::new(crate::replica::Catchup::default());
+        let cache = QueryCache::new(&config, catchup.clone())?;
         let now_micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
@@ -241,6 +242,18 @@ impl Db {
         let set = ReplicaSet::new(replicas, config.strategy, config.max_replica_lag);
         let interval = config.health_check_interval;
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
+            let watcher = {
+                let weak = weak.clone();
+                tokio::spawn(async move {
+                    loop {
+                        // wait without holding the shared state, so dropping
+                        // the last Db still drops it
+                        catchup.wanted().await;
+                        let Some(s) = weak.upgrade() else { return };
+                        s.replicas.catch_up(&catchup).await;
+                    }
+                })
+            };
             let weak = weak.clone();
             let prober = tokio::spawn(async move {
                 let mut tick = tokio::time::interval(interval);
@@ -261,7 +274,7 @@ impl Db {
                 counters: RouteCounters::default(),
                 replica_fallback: config.replica_fallback,
                 sqlite_lsn: AtomicU64::new(now_micros),
-                prober: Some(prober),
+                tasks: vec![prober, watcher],
             }
         });
         let db = Self { shared };

@@ -13,6 +13,29 @@ use std::time::{Duration, Instant};
 /// Probe failures in a row that mark a replica unhealthy.
 pub const UNHEALTHY_AFTER: u32 = 3;
 
+/// Asks for replay positions to be re-read soon: set by every invalidation
+/// (local or from another instance), so that replicas that have replayed a
+/// write become usable for cache fills within milliseconds, not a probe period.
+#[derive(Debug, Default)]
+pub(crate) struct Catchup {
+    want: AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+impl Catchup {
+    /// Waits until an invalidation asks for positions to be re-read.
+    pub(crate) async fn wanted(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Replicas should be re-read until they have replayed `lsn`.
+    pub(crate) fn want(&self, lsn: Lsn) {
+        if lsn.0 > self.want.fetch_max(lsn.0, Relaxed) {
+            self.notify.notify_one();
+        }
+    }
+}
+
 /// One replica of the `read_replica` alias.
 #[derive(Debug)]
 pub(crate) struct Replica {
@@ -74,7 +97,7 @@ impl Replica {
 
     fn probe_ok(&self, replay: Lsn, lag_bytes: u64, lag_ms: u64) {
         self.failures.store(0, Relaxed);
-        self.replay_lsn.store(replay.0, Relaxed);
+        self.replay_lsn.fetch_max(replay.0, Relaxed);
         self.lag_bytes.store(lag_bytes, Relaxed);
         self.lag_ms.store(lag_ms, Relaxed);
         if !self.healthy.swap(true, Relaxed) {
@@ -293,6 +316,36 @@ impl ReplicaSet {
             }
         });
         futures::future::join_all(probes).await;
+    }
+
+    /// Re-reads the replay position of replicas behind what `c` wants, every
+    /// few milliseconds, until they all passed it (or stopped answering).
+    pub(crate) async fn catch_up(&self, c: &Catchup) {
+        for _ in 0..1000 {
+            let want = c.want.load(Relaxed);
+            let behind: Vec<&Arc<Replica>> = self
+                .replicas
+                .iter()
+                .filter(|r| !r.shares_primary && r.healthy() && r.replay_lsn().0 < want)
+                .collect();
+            if behind.is_empty() {
+                return;
+            }
+            let reads = behind.iter().map(|r| async move {
+                let q = r.conn.query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT COALESCE(pg_last_wal_replay_lsn(), '0/0'::pg_lsn)::text AS replay",
+                ));
+                if let Ok(Ok(Some(row))) = tokio::time::timeout(Duration::from_millis(200), q).await
+                    && let Ok(text) = row.try_get::<String>("", "replay")
+                    && let Ok(lsn) = Lsn::parse(&text)
+                {
+                    r.replay_lsn.fetch_max(lsn.0, Relaxed);
+                }
+            });
+            futures::future::join_all(reads).await;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
     }
 
     /// Time since the primary was last seen at or before `replay`: how far

@@ -151,12 +151,14 @@ pub(crate) struct QueryCache {
     pub(crate) counters: Counters,
     /// Whether the invalidation channel is subscribed (always true without Redis).
     bus_up: AtomicBool,
-    /// A local count of writes, standing in for an LSN on SQLite.
+    /// Distinct local version numbers for invalidations Redis has not seen.
     local_versions: AtomicU64,
+    /// Told every invalidation's LSN, so replica positions are re-read.
+    catchup: Arc<crate::replica::Catchup>,
 }
 
 impl QueryCache {
-    pub(crate) fn new(config: &Config) -> Result<Arc<Self>, crate::Error> {
+    pub(crate) fn new(config: &Config, catchup: Arc<crate::replica::Catchup>) -> Result<Arc<Self>, crate::Error> {
         let l1 = moka::future::Cache::builder()
             .max_capacity(config.l1_max_bytes)
             .weigher(|_k: &u128, e: &Arc<Entry>| e.weight)
@@ -176,6 +178,7 @@ impl QueryCache {
             ttl: config.cache_ttl,
             counters: Counters::default(),
             local_versions: AtomicU64::new(1 << 62),
+            catchup,
         });
         if let Some(l2) = &cache.l2 {
             l2::spawn_bus(l2.clone(), Arc::downgrade(&cache));
@@ -393,6 +396,9 @@ impl QueryCache {
 
     /// Applies versions announced by another instance.
     pub(crate) fn apply_remote(&self, updates: &[(String, u64, u64)]) {
+        if let Some(max) = updates.iter().map(|u| u.2).max() {
+            self.catchup.want(Lsn(max));
+        }
         if let Ok(mut local) = self.tags.write() {
             for (t, v, lsn) in updates {
                 let s = local.entry(t.clone()).or_default();
@@ -414,6 +420,7 @@ impl QueryCache {
         metrics::counter!("seaway_cache_invalidations_total").increment(tags.len() as u64);
         // Local first, so this instance never serves its own stale entry.
         self.bump_local(&tags, lsn);
+        self.catchup.want(lsn);
         if let Some(l2) = &self.l2 {
             match l2.invalidate(&tags, lsn).await {
                 Some(versions) => self.apply_remote(
@@ -541,7 +548,7 @@ mod tests {
     }
 
     fn cache() -> Arc<QueryCache> {
-        QueryCache::new(&Config::default()).expect("cache")
+        QueryCache::new(&Config::default(), Arc::default()).expect("cache")
     }
 
     async fn load_n(c: &Arc<QueryCache>, key: u128, n: i64, replay: Lsn) -> (i64, CacheOutcome) {

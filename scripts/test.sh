@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test: starts the local cluster (PostgreSQL primary, two streaming
+# replicas, Redis; scripts/cluster.sh), runs the whole workspace's tests with
+# the cluster required, and stops the cluster even when tests fail.
+#
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh -p seaway).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+cleanup() { scripts/cluster.sh down || true; }
+trap cleanup EXIT INT TERM
+
+scripts/cluster.sh down >/dev/null 2>&1 || true
+scripts/cluster.sh up
+eval "$(scripts/cluster.sh env)"
+export SEAWAY_REQUIRE_CLUSTER=1
+# Test binaries run one after another (cargo test), so a fault injected by one
+# binary never meets another; inside a binary, tests/common serializes them.
+cargo test --workspace --all-targets "$@"
+cargo test --workspace --doc
