@@ -14,9 +14,19 @@ use std::time::{Duration, Instant};
 async fn title(db: &Db, id: i64) -> (Option<String>, CacheOutcome) {
     let scope = Scope::new();
     let m = scope
-        .run(async { Story::find_by_id(id).using_replica().cached().one(db).await.expect("read") })
+        .run(async {
+            Story::find_by_id(id)
+                .using_replica()
+                .cached()
+                .one(db)
+                .await
+                .expect("read")
+        })
         .await;
-    (m.map(|m| m.title), scope.state().last_cache().expect("outcome"))
+    (
+        m.map(|m| m.title),
+        scope.state().last_cache().expect("outcome"),
+    )
 }
 
 async fn set_title(db: &Db, id: i64, t: &str) {
@@ -34,9 +44,11 @@ async fn replicated_story(t: &TestDb, db: &Db, title: &str) -> i64 {
     let id = insert_story(db.primary(), author, title, true).await;
     for i in 0..t.replica_urls.len() {
         let r = t.replica(i).await;
-        wait_for(Duration::from_secs(5), || async { Story::find_by_id(id).one(&r).await.ok().flatten().is_some() })
-            .await
-            .expect("replicated");
+        wait_for(Duration::from_secs(5), || async {
+            Story::find_by_id(id).one(&r).await.ok().flatten().is_some()
+        })
+        .await
+        .expect("replicated");
     }
     id
 }
@@ -48,24 +60,53 @@ async fn tiers_hit_miss_expire_and_namespaces_isolate() {
     let t = c.fresh_db("tiers").await;
     let a = Db::connect(t.config().build()).await.expect("a");
     let id = replicated_story(&t, &a, "first").await;
-    assert_eq!(title(&a, id).await, (Some("first".into()), CacheOutcome::Miss));
-    assert_eq!(title(&a, id).await, (Some("first".into()), CacheOutcome::HitL1));
+    assert_eq!(
+        title(&a, id).await,
+        (Some("first".into()), CacheOutcome::Miss)
+    );
+    assert_eq!(
+        title(&a, id).await,
+        (Some("first".into()), CacheOutcome::HitL1)
+    );
     let b = Db::connect(t.config().build()).await.expect("b");
-    assert_eq!(title(&b, id).await, (Some("first".into()), CacheOutcome::HitL2), "B's L1 is empty: L2");
-    assert_eq!(title(&b, id).await.1, CacheOutcome::HitL1, "and now B's L1 has it");
-    let other = Db::connect(t.config().key_prefix(format!("{}-other", t.prefix)).build()).await.expect("other");
-    assert_eq!(title(&other, id).await.1, CacheOutcome::Miss, "another namespace shares nothing");
+    assert_eq!(
+        title(&b, id).await,
+        (Some("first".into()), CacheOutcome::HitL2),
+        "B's L1 is empty: L2"
+    );
+    assert_eq!(
+        title(&b, id).await.1,
+        CacheOutcome::HitL1,
+        "and now B's L1 has it"
+    );
+    let other = Db::connect(t.config().key_prefix(format!("{}-other", t.prefix)).build())
+        .await
+        .expect("other");
+    assert_eq!(
+        title(&other, id).await.1,
+        CacheOutcome::Miss,
+        "another namespace shares nothing"
+    );
     let stats = a.cache_stats().await;
     assert_eq!((stats.l1_hits, stats.l1_misses), (1, 1));
     assert!(stats.l2_enabled && stats.l2_healthy);
 
-    let short = Db::connect(t.config().key_prefix(format!("{}-ttl", t.prefix)).cache_ttl(Duration::from_millis(300)).build())
-        .await
-        .expect("short");
+    let short = Db::connect(
+        t.config()
+            .key_prefix(format!("{}-ttl", t.prefix))
+            .cache_ttl(Duration::from_millis(300))
+            .build(),
+    )
+    .await
+    .expect("short");
     assert_eq!(title(&short, id).await.1, CacheOutcome::Miss);
     assert_eq!(title(&short, id).await.1, CacheOutcome::HitL1);
     tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(title(&short, id).await.1, CacheOutcome::Miss, "expired in L1 and L2");
+    assert_eq!(
+        title(&short, id).await.1,
+        CacheOutcome::Miss,
+        "expired in L1 and L2"
+    );
 }
 
 #[tokio::test]
@@ -78,14 +119,18 @@ async fn a_write_on_one_instance_is_seen_on_another_within_100ms() {
     let id = replicated_story(&t, &a, "v0").await;
     let mut worst = Duration::ZERO;
     for round in 1..=5 {
-        wait_for(Duration::from_secs(1), || async { title(&b, id).await.1 == CacheOutcome::HitL1 })
-            .await
-            .expect("B has it cached");
+        wait_for(Duration::from_secs(1), || async {
+            title(&b, id).await.1 == CacheOutcome::HitL1
+        })
+        .await
+        .expect("B has it cached");
         let want = format!("v{round}");
         set_title(&a, id, &want).await;
-        let took = wait_for(Duration::from_millis(100), || async { title(&b, id).await.0.as_deref() == Some(want.as_str()) })
-            .await
-            .unwrap_or_else(|t| panic!("round {round}: B still stale after {t:?}"));
+        let took = wait_for(Duration::from_millis(100), || async {
+            title(&b, id).await.0.as_deref() == Some(want.as_str())
+        })
+        .await
+        .unwrap_or_else(|t| panic!("round {round}: B still stale after {t:?}"));
         worst = worst.max(took);
     }
     println!("cross-instance invalidation: worst of 5 rounds {worst:?}");
@@ -106,9 +151,17 @@ async fn transactions_invalidate_at_commit_not_at_rollback() {
         .exec(&txn)
         .await
         .expect("update");
-    assert_eq!(title(&db, id).await, (Some("before".into()), CacheOutcome::HitL1), "not before commit");
+    assert_eq!(
+        title(&db, id).await,
+        (Some("before".into()), CacheOutcome::HitL1),
+        "not before commit"
+    );
     txn.rollback().await.expect("rollback");
-    assert_eq!(title(&db, id).await, (Some("before".into()), CacheOutcome::HitL1), "nothing on rollback");
+    assert_eq!(
+        title(&db, id).await,
+        (Some("before".into()), CacheOutcome::HitL1),
+        "nothing on rollback"
+    );
 
     let txn = db.begin().await.expect("begin");
     Story::update_many()
@@ -122,9 +175,11 @@ async fn transactions_invalidate_at_commit_not_at_rollback() {
     assert_eq!(outcome, CacheOutcome::Miss, "invalidated at commit");
     // the replica may be a moment behind; the value converges and is then cached
     if v.as_deref() != Some("committed") {
-        wait_for(Duration::from_secs(2), || async { title(&db, id).await.0.as_deref() == Some("committed") })
-            .await
-            .expect("converges");
+        wait_for(Duration::from_secs(2), || async {
+            title(&db, id).await.0.as_deref() == Some("committed")
+        })
+        .await
+        .expect("converges");
     }
 }
 
@@ -133,7 +188,9 @@ async fn a_hundred_concurrent_misses_make_one_query() {
     let Some(c) = cluster() else { return };
     let _g = c.shared().await;
     let t = c.fresh_db("stampede").await;
-    let db = Db::connect(t.config().pool(1, 20).build()).await.expect("db");
+    let db = Db::connect(t.config().pool(1, 20).build())
+        .await
+        .expect("db");
     let id = replicated_story(&t, &db, "herd").await;
     let before = (db.cache_stats().await.loads, db.routing_stats());
     let barrier = Arc::new(tokio::sync::Barrier::new(100));
@@ -159,7 +216,8 @@ async fn a_hundred_concurrent_misses_make_one_query() {
     }
     let after = (db.cache_stats().await.loads, db.routing_stats());
     assert_eq!(after.0 - before.0, 1, "one load for 100 concurrent misses");
-    let queries = (after.1.replica_reads + after.1.primary_reads) - (before.1.replica_reads + before.1.primary_reads);
+    let queries = (after.1.replica_reads + after.1.primary_reads)
+        - (before.1.replica_reads + before.1.primary_reads);
     assert_eq!(queries, 1, "one database query");
 }
 
@@ -168,7 +226,9 @@ async fn a_lagging_replica_never_puts_stale_rows_in_the_cache() {
     let Some(c) = cluster() else { return };
     let _g = c.exclusive().await;
     let t = c.fresh_db("lagfill").await;
-    let db = Db::connect(t.config().max_replica_lag(Duration::from_secs(60)).build()).await.expect("db");
+    let db = Db::connect(t.config().max_replica_lag(Duration::from_secs(60)).build())
+        .await
+        .expect("db");
     let id = replicated_story(&t, &db, "old").await;
     assert_eq!(title(&db, id).await.0.as_deref(), Some("old"));
     c.run(&["lag", "1000", "1"]);
@@ -188,10 +248,19 @@ async fn a_lagging_replica_never_puts_stale_rows_in_the_cache() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let stats = db.cache_stats().await;
-    println!("lag 1000: {reads} reads, new value first seen after {first_new:?}, {stale_after_new} stale reads after it, {} fills refused for lag", stats.refused_lag);
+    println!(
+        "lag 1000: {reads} reads, new value first seen after {first_new:?}, {stale_after_new} stale reads after it, {} fills refused for lag",
+        stats.refused_lag
+    );
     assert!(first_new.is_some(), "the new value arrives");
-    assert_eq!(stale_after_new, 0, "no read returns the old value once the new one was seen");
-    assert!(stats.refused_lag >= 1, "stale replica reads were returned but not stored");
+    assert_eq!(
+        stale_after_new, 0,
+        "no read returns the old value once the new one was seen"
+    );
+    assert!(
+        stats.refused_lag >= 1,
+        "stale replica reads were returned but not stored"
+    );
     c.reset();
 }
 
@@ -200,27 +269,39 @@ async fn redis_down_costs_nothing_and_l2_comes_back() {
     let Some(c) = cluster() else { return };
     let _g = c.exclusive().await;
     let t = c.fresh_db("redisdown").await;
-    let db = Db::connect(t.config().redis_timeouts(Duration::from_millis(100), Duration::from_millis(500)).build())
-        .await
-        .expect("db");
+    let db = Db::connect(
+        t.config()
+            .redis_timeouts(Duration::from_millis(100), Duration::from_millis(500))
+            .build(),
+    )
+    .await
+    .expect("db");
     let id = replicated_story(&t, &db, "r0").await;
     title(&db, id).await;
     c.run(&["stop-redis"]);
     let start = Instant::now();
     for i in 0..20 {
         set_title(&db, id, &format!("r{i}")).await;
-        let seen = wait_for(Duration::from_secs(2), || async { title(&db, id).await.0 == Some(format!("r{i}")) }).await;
+        let seen = wait_for(Duration::from_secs(2), || async {
+            title(&db, id).await.0 == Some(format!("r{i}"))
+        })
+        .await;
         assert!(seen.is_ok(), "write {i} is read back while Redis is down");
     }
-    println!("20 writes and reads with Redis down took {:?}", start.elapsed());
+    println!(
+        "20 writes and reads with Redis down took {:?}",
+        start.elapsed()
+    );
     let s = db.cache_stats().await;
     assert!(s.l2_errors > 0, "errors are counted");
     assert!(!s.l2_healthy, "L2 reported unhealthy");
     assert!(db.health().await.degraded());
     c.run(&["start-redis"]);
-    wait_for(Duration::from_secs(5), || async { db.cache_stats().await.l2_healthy })
-        .await
-        .expect("L2 healthy again within the back-off");
+    wait_for(Duration::from_secs(5), || async {
+        db.cache_stats().await.l2_healthy
+    })
+    .await
+    .expect("L2 healthy again within the back-off");
     // L2 used again: a fill on this instance is a hit on a new one
     let fresh = replicated_story(&t, &db, "after").await;
     wait_for(Duration::from_secs(3), || async {
@@ -231,7 +312,11 @@ async fn redis_down_costs_nothing_and_l2_comes_back() {
     .await
     .expect("L2 serves again");
     let other = Db::connect(t.config().build()).await.expect("other");
-    assert_eq!(title(&other, id).await.0.as_deref(), Some("r19"), "no stale value after recovery");
+    assert_eq!(
+        title(&other, id).await.0.as_deref(),
+        Some("r19"),
+        "no stale value after recovery"
+    );
 }
 
 #[tokio::test]
@@ -243,17 +328,33 @@ async fn an_undecodable_l2_value_is_a_miss() {
     let id = replicated_story(&t, &a, "good").await;
     title(&a, id).await;
     let client = redis::Client::open(t.redis_url.as_str()).expect("redis");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("conn");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
     let keys: Vec<String> = wait_for_keys(&mut conn, &format!("{}:q:*", t.prefix)).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let _: () = redis::cmd("SET").arg(&keys[0]).arg(b"\xff\x00garbage".as_slice()).query_async(&mut conn).await.expect("set");
+    let _: () = redis::cmd("SET")
+        .arg(&keys[0])
+        .arg(b"\xff\x00garbage".as_slice())
+        .query_async(&mut conn)
+        .await
+        .expect("set");
     let b = Db::connect(t.config().build()).await.expect("b");
-    assert_eq!(title(&b, id).await, (Some("good".into()), CacheOutcome::Miss), "garbage is a miss, not an error");
+    assert_eq!(
+        title(&b, id).await,
+        (Some("good".into()), CacheOutcome::Miss),
+        "garbage is a miss, not an error"
+    );
 }
 
 async fn wait_for_keys(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
     for _ in 0..50 {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(conn).await.expect("keys");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(conn)
+            .await
+            .expect("keys");
         if !keys.is_empty() {
             return keys;
         }
@@ -272,11 +373,20 @@ async fn db_invalidate_and_raw_writes_invalidate_by_table() {
     title(&db, id).await;
     assert_eq!(title(&db, id).await.1, CacheOutcome::HitL1);
     db.invalidate(&["stories"]).await;
-    assert_eq!(title(&db, id).await.1, CacheOutcome::Miss, "db.invalidate empties the table's entries");
-    sea_orm::ConnectionTrait::execute_unprepared(&db, &format!("UPDATE stories SET title = 'raw1' WHERE id = {id}"))
-        .await
-        .expect("raw update");
-    wait_for(Duration::from_secs(2), || async { title(&db, id).await.0.as_deref() == Some("raw1") })
-        .await
-        .expect("a raw write invalidates the tables it names");
+    assert_eq!(
+        title(&db, id).await.1,
+        CacheOutcome::Miss,
+        "db.invalidate empties the table's entries"
+    );
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &db,
+        &format!("UPDATE stories SET title = 'raw1' WHERE id = {id}"),
+    )
+    .await
+    .expect("raw update");
+    wait_for(Duration::from_secs(2), || async {
+        title(&db, id).await.0.as_deref() == Some("raw1")
+    })
+    .await
+    .expect("a raw write invalidates the tables it names");
 }

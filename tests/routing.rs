@@ -5,11 +5,11 @@
 use entity::prelude::*;
 use entity::profile;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, ColumnTrait, Set, Statement,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Set,
+    Statement, TransactionTrait,
 };
 use seaway::prelude::*;
-use seaway::{Config, DEFAULT, Db, DatabaseRouter, Hints, Route, Scope, Strategy};
+use seaway::{Config, DEFAULT, DatabaseRouter, Db, Hints, Route, Scope, Strategy};
 use seaway_tests::{cluster, insert_profile, wait_for};
 use std::time::Duration;
 
@@ -19,7 +19,13 @@ const LONG: Duration = Duration::from_secs(60);
 async fn read_in_scope(db: &Db, id: i64) -> (bool, Option<Route>) {
     let scope = Scope::new();
     let found = scope
-        .run(async { Profile::find_by_id(id).one(db).await.expect("read").is_some() })
+        .run(async {
+            Profile::find_by_id(id)
+                .one(db)
+                .await
+                .expect("read")
+                .is_some()
+        })
         .await;
     (found, scope.state().last_route())
 }
@@ -33,7 +39,9 @@ async fn plain_seaorm_reads_use_replicas_and_writes_the_primary() {
     let Some(c) = cluster() else { return };
     let _g = c.exclusive().await;
     let t = c.fresh_db("plain").await;
-    let db = Db::connect(t.config().max_replica_lag(LONG).build()).await.expect("db");
+    let db = Db::connect(t.config().max_replica_lag(LONG).build())
+        .await
+        .expect("db");
     c.run(&["lag", "1000", "1"]);
     c.run(&["lag", "1000", "2"]);
 
@@ -58,9 +66,27 @@ async fn plain_seaorm_reads_use_replicas_and_writes_the_primary() {
     // Transactions run on the primary: they see their own uncommitted row.
     let txn = db.begin().await.expect("begin");
     let tid = insert_profile(&txn, "in_txn").await;
-    assert!(Profile::find_by_id(tid).one(&txn).await.expect("read").is_some());
-    sea_orm::TransactionSession::rollback(txn).await.expect("rollback");
-    assert!(db.primary().query_one_raw(Statement::from_string(DbBackend::Postgres, format!("SELECT 1 FROM profiles WHERE id = {tid}"))).await.expect("q").is_none(), "rolled back");
+    assert!(
+        Profile::find_by_id(tid)
+            .one(&txn)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    sea_orm::TransactionSession::rollback(txn)
+        .await
+        .expect("rollback");
+    assert!(
+        db.primary()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT 1 FROM profiles WHERE id = {tid}")
+            ))
+            .await
+            .expect("q")
+            .is_none(),
+        "rolled back"
+    );
     c.reset();
 }
 
@@ -100,11 +126,18 @@ async fn insert_returning_lands_on_the_primary() {
         .expect("a data-modifying CTE goes to the primary");
     assert_eq!(cte.len(), 1);
     let locked = db
-        .query_all_raw(Statement::from_string(DbBackend::Postgres, "SELECT id FROM profiles FOR UPDATE"))
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT id FROM profiles FOR UPDATE",
+        ))
         .await
         .expect("SELECT .. FOR UPDATE goes to the primary (a standby refuses it)");
     assert_eq!(locked.len(), 2);
-    assert_eq!(db.routing_stats().replica_reads, 0, "none of these went to a replica");
+    assert_eq!(
+        db.routing_stats().replica_reads,
+        0,
+        "none of these went to a replica"
+    );
 }
 
 #[tokio::test]
@@ -112,21 +145,33 @@ async fn a_scope_that_wrote_reads_the_primary() {
     let Some(c) = cluster() else { return };
     let _g = c.exclusive().await;
     let t = c.fresh_db("sticky").await;
-    let db = Db::connect(t.config().max_replica_lag(LONG).build()).await.expect("db");
+    let db = Db::connect(t.config().max_replica_lag(LONG).build())
+        .await
+        .expect("db");
     c.run(&["lag", "1000", "1"]);
     c.run(&["lag", "1000", "2"]);
     let scope = Scope::new();
     let (id, seen) = scope
         .run(async {
             let id = insert_profile(&db, "sticky").await;
-            (id, Profile::find_by_id(id).using_replica().one(&db).await.expect("read"))
+            (
+                id,
+                Profile::find_by_id(id)
+                    .using_replica()
+                    .one(&db)
+                    .await
+                    .expect("read"),
+            )
         })
         .await;
     assert!(seen.is_some(), "the scope that wrote sees its row");
     assert_eq!(scope.state().last_route(), Some(Route::Primary));
     assert!(db.routing_stats().sticky_reads >= 1);
     let (found, route) = read_in_scope(&db, id).await;
-    assert!(!found, "another scope, without a token, reads the lagging replica");
+    assert!(
+        !found,
+        "another scope, without a token, reads the lagging replica"
+    );
     assert!(is_replica(&route), "{route:?}");
     c.reset();
 }
@@ -136,19 +181,34 @@ async fn a_token_carries_read_your_writes_to_another_scope_and_instance() {
     let Some(c) = cluster() else { return };
     let _g = c.exclusive().await;
     let t = c.fresh_db("token").await;
-    let a = Db::connect(t.config().max_replica_lag(LONG).build()).await.expect("a");
-    let b = Db::connect(t.config().max_replica_lag(LONG).build()).await.expect("b");
+    let a = Db::connect(t.config().max_replica_lag(LONG).build())
+        .await
+        .expect("a");
+    let b = Db::connect(t.config().max_replica_lag(LONG).build())
+        .await
+        .expect("b");
     c.run(&["lag", "1000", "1"]);
     c.run(&["lag", "1000", "2"]);
     let first = Scope::new();
     let id = first.run(insert_profile(&a, "tokened")).await;
-    let token = a.token_for(first.state()).expect("a scope that wrote has a token");
+    let token = a
+        .token_for(first.state())
+        .expect("a scope that wrote has a token");
     let parsed = seaway::Lsn::parse(&token.to_string()).expect("the token round-trips");
     let with = Scope::with_min_lsn(parsed);
     let seen = with
-        .run(async { Profile::find_by_id(id).using_replica().one(&b).await.expect("read") })
+        .run(async {
+            Profile::find_by_id(id)
+                .using_replica()
+                .one(&b)
+                .await
+                .expect("read")
+        })
         .await;
-    assert!(seen.is_some(), "instance B, given the token, sees the write at once");
+    assert!(
+        seen.is_some(),
+        "instance B, given the token, sees the write at once"
+    );
     let (found, _) = read_in_scope(&b, id).await;
     assert!(!found, "without the token B reads the lagging replica");
     c.reset();
@@ -186,19 +246,39 @@ async fn a_stopped_replica_costs_no_read_and_recovers() {
         !h.replicas[0].healthy && h.replicas[0].consecutive_failures >= seaway::UNHEALTHY_AFTER
     })
     .await;
-    assert!(unhealthy.is_ok(), "marked unhealthy after three failed probes");
-    assert!(db.health().await.replicas[1].healthy, "the other replica stays healthy");
+    assert!(
+        unhealthy.is_ok(),
+        "marked unhealthy after three failed probes"
+    );
+    assert!(
+        db.health().await.replicas[1].healthy,
+        "the other replica stays healthy"
+    );
     assert!(db.health().await.degraded());
     // With fallback disabled and no usable replica, a read fails with a clear error.
-    wait_for(Duration::from_secs(5), || async { !strict.health().await.replicas[0].healthy })
+    wait_for(Duration::from_secs(5), || async {
+        !strict.health().await.replicas[0].healthy
+    })
+    .await
+    .expect("strict sees it too");
+    let err = Profile::find_by_id(id)
+        .one(&strict)
         .await
-        .expect("strict sees it too");
-    let err = Profile::find_by_id(id).one(&strict).await.expect_err("no replica, no fallback");
-    assert!(seaway::is_connection_error(&err) && err.to_string().contains("REPLICA_FALLBACK"), "{err}");
+        .expect_err("no replica, no fallback");
+    assert!(
+        seaway::is_connection_error(&err) && err.to_string().contains("REPLICA_FALLBACK"),
+        "{err}"
+    );
     c.run(&["start-replica", "1"]);
-    let back = wait_for(Duration::from_secs(10), || async { db.health().await.replicas[0].healthy }).await;
+    let back = wait_for(Duration::from_secs(10), || async {
+        db.health().await.replicas[0].healthy
+    })
+    .await;
     assert!(back.is_ok(), "healthy again after start-replica");
-    assert!(db.routing_stats().fallbacks >= 1, "the failed replica reads were retried on the primary");
+    assert!(
+        db.routing_stats().fallbacks >= 1,
+        "the failed replica reads were retried on the primary"
+    );
 }
 
 #[tokio::test]
@@ -206,7 +286,13 @@ async fn a_replica_over_the_lag_bound_is_skipped() {
     let Some(c) = cluster() else { return };
     let _g = c.exclusive().await;
     let t = c.fresh_db("lagbound").await;
-    let db = Db::connect(t.config().max_replica_lag(Duration::from_millis(300)).build()).await.expect("db");
+    let db = Db::connect(
+        t.config()
+            .max_replica_lag(Duration::from_millis(300))
+            .build(),
+    )
+    .await
+    .expect("db");
     let id = insert_profile(db.primary(), "lagging").await;
     c.run(&["lag", "1000", "1"]);
     c.run(&["lag", "1000", "2"]);
@@ -222,12 +308,20 @@ async fn a_replica_over_the_lag_bound_is_skipped() {
         db.health().await.replicas.iter().all(|r| r.lag_ms > 300)
     })
     .await;
-    assert!(skipped.is_ok(), "lag is measured: {:?}", db.health().await.replicas);
+    assert!(
+        skipped.is_ok(),
+        "lag is measured: {:?}",
+        db.health().await.replicas
+    );
     let before = db.routing_stats();
     for _ in 0..5 {
         let (found, route) = read_in_scope(&db, id).await;
         assert!(found);
-        assert_eq!(route, Some(Route::Primary), "replicas over the bound are skipped");
+        assert_eq!(
+            route,
+            Some(Route::Primary),
+            "replicas over the bound are skipped"
+        );
     }
     let after = db.routing_stats();
     assert_eq!(after.replica_reads, before.replica_reads);
@@ -235,7 +329,10 @@ async fn a_replica_over_the_lag_bound_is_skipped() {
     writer.await.expect("writer");
     c.run(&["lag", "0", "1"]);
     c.run(&["lag", "0", "2"]);
-    let used = wait_for(Duration::from_secs(10), || async { is_replica(&read_in_scope(&db, id).await.1) }).await;
+    let used = wait_for(Duration::from_secs(10), || async {
+        is_replica(&read_in_scope(&db, id).await.1)
+    })
+    .await;
     assert!(used.is_ok(), "replicas are used again once caught up");
 }
 
@@ -244,12 +341,17 @@ async fn round_robin_alternates_and_a_scope_stays_on_one_replica() {
     let Some(c) = cluster() else { return };
     let _g = c.shared().await;
     let t = c.fresh_db("rr").await;
-    let db = Db::connect(t.config().strategy(Strategy::RoundRobin).build()).await.expect("db");
+    let db = Db::connect(t.config().strategy(Strategy::RoundRobin).build())
+        .await
+        .expect("db");
     let mut routes = Vec::new();
     for _ in 0..4 {
         routes.push(read_in_scope(&db, 1).await.1.expect("route"));
     }
-    assert!(routes.iter().all(|r| matches!(r, Route::Replica(_))), "{routes:?}");
+    assert!(
+        routes.iter().all(|r| matches!(r, Route::Replica(_))),
+        "{routes:?}"
+    );
     assert_ne!(routes[0], routes[1], "{routes:?}");
     assert_eq!(routes[0], routes[2], "{routes:?}");
     assert_eq!(routes[1], routes[3], "{routes:?}");
@@ -273,15 +375,20 @@ async fn least_connections_prefers_the_idle_replica() {
     let Some(c) = cluster() else { return };
     let _g = c.shared().await;
     let t = c.fresh_db("leastconn").await;
-    let db = Db::connect(t.config().strategy(Strategy::LeastConnections).build()).await.expect("db");
+    let db = Db::connect(t.config().strategy(Strategy::LeastConnections).build())
+        .await
+        .expect("db");
     let busy = Scope::new();
     let db2 = db.clone();
     let b2 = busy.clone();
     let sleeper = tokio::spawn(async move {
         b2.run(async {
-            db2.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT pg_sleep(1.5)"))
-                .await
-                .expect("sleep")
+            db2.query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT pg_sleep(1.5)",
+            ))
+            .await
+            .expect("sleep")
         })
         .await
     });
@@ -293,7 +400,10 @@ async fn least_connections_prefers_the_idle_replica() {
     sleeper.await.expect("join");
     let busy_route = busy.state().last_route().expect("busy route");
     assert!(matches!(busy_route, Route::Replica(_)));
-    assert!(routes.iter().all(|r| *r != busy_route), "the busy replica was avoided: busy {busy_route:?}, got {routes:?}");
+    assert!(
+        routes.iter().all(|r| *r != busy_route),
+        "the busy replica was avoided: busy {busy_route:?}, got {routes:?}"
+    );
 }
 
 /// Runs `f` in a fresh scope and says where its last read went.
@@ -326,12 +436,36 @@ async fn a_custom_router_and_explicit_routes_are_obeyed() {
     let r = route_of(async { Follow::find().all(&db).await.map(|_| ()).expect("q") }).await;
     assert_eq!(r, Route::Primary, "the router sends follows to the primary");
     let r = route_of(async { Story::find().all(&db).await.map(|_| ()).expect("q") }).await;
-    assert!(matches!(r, Route::Replica(_)), "stories still go to a replica: {r:?}");
-    let r = route_of(async { Story::find().using_primary().all(&db).await.map(|_| ()).expect("q") }).await;
+    assert!(
+        matches!(r, Route::Replica(_)),
+        "stories still go to a replica: {r:?}"
+    );
+    let r = route_of(async {
+        Story::find()
+            .using_primary()
+            .all(&db)
+            .await
+            .map(|_| ())
+            .expect("q")
+    })
+    .await;
     assert_eq!(r, Route::Primary);
-    let r = route_of(async { Story::find().using("analytics").all(&db).await.map(|_| ()).expect("q") }).await;
+    let r = route_of(async {
+        Story::find()
+            .using("analytics")
+            .all(&db)
+            .await
+            .map(|_| ())
+            .expect("q")
+    })
+    .await;
     assert_eq!(r, Route::Alias("analytics".into()));
-    let n = Profile::find().filter(profile::Column::Id.gt(0)).using_replica().count(&db).await.expect("count");
+    let n = Profile::find()
+        .filter(profile::Column::Id.gt(0))
+        .using_replica()
+        .count(&db)
+        .await
+        .expect("count");
     assert_eq!(n, 0);
     // a read-only snapshot on a replica
     let snap = db.begin_read_only().await.expect("read-only txn");

@@ -2,7 +2,9 @@
 //! PostgreSQL primary; the cluster is a real streaming replica; relations.
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait, ModelTrait, Statement};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait, ModelTrait, Statement,
+};
 use seaway_tests::{cluster, insert_profile, insert_story, wait_for};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -11,9 +13,12 @@ use std::time::{Duration, Instant};
 type Col = (String, String, String, bool);
 
 async fn rows(db: &DatabaseConnection, sql: &str) -> Vec<sea_orm::QueryResult> {
-    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_owned()))
-        .await
-        .expect(sql)
+    db.query_all_raw(Statement::from_string(
+        db.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .expect(sql)
 }
 
 async fn pg_columns(db: &DatabaseConnection) -> BTreeSet<Col> {
@@ -64,7 +69,11 @@ fn expected_pg() -> BTreeSet<Col> {
 }
 
 async fn pg_strings(db: &DatabaseConnection, sql: &str) -> BTreeSet<String> {
-    rows(db, sql).await.iter().map(|r| r.try_get("", "s").expect("s")).collect()
+    rows(db, sql)
+        .await
+        .iter()
+        .map(|r| r.try_get("", "s").expect("s"))
+        .collect()
 }
 
 async fn check_pg_schema(db: &DatabaseConnection) {
@@ -82,7 +91,10 @@ async fn check_pg_schema(db: &DatabaseConnection) {
         "CREATE INDEX idx_follows_following_id ON public.follows USING btree (following_id)",
     ];
     for w in want {
-        assert!(indexes.contains(w), "missing index: {w}\nhave: {indexes:#?}");
+        assert!(
+            indexes.contains(w),
+            "missing index: {w}\nhave: {indexes:#?}"
+        );
     }
     let fks = pg_strings(db, "SELECT conrelid::regclass::text || ': ' || pg_get_constraintdef(oid) AS s FROM pg_constraint WHERE contype = 'f'").await;
     for w in [
@@ -93,11 +105,19 @@ async fn check_pg_schema(db: &DatabaseConnection) {
         assert!(fks.contains(w), "missing foreign key: {w}\nhave: {fks:#?}");
     }
     let defaults = pg_strings(db, "SELECT table_name || '.' || column_name || '=' || column_default AS s FROM information_schema.columns WHERE table_schema = 'public' AND column_default IS NOT NULL AND column_name <> 'id'").await;
-    for w in ["profiles.bio=''::text", "stories.published=false", "stories.featured=false", "stories.view_count=0"] {
+    for w in [
+        "profiles.bio=''::text",
+        "stories.published=false",
+        "stories.featured=false",
+        "stories.view_count=0",
+    ] {
         assert!(defaults.contains(w), "missing default {w}: {defaults:?}");
     }
     let serial = pg_strings(db, "SELECT table_name || '.' || column_default AS s FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'id'").await;
-    assert!(serial.iter().all(|s| s.contains("nextval(")), "ids are BIGSERIAL: {serial:?}");
+    assert!(
+        serial.iter().all(|s| s.contains("nextval(")),
+        "ids are BIGSERIAL: {serial:?}"
+    );
 }
 
 async fn sqlite_strings(db: &DatabaseConnection, sql: &str) -> BTreeSet<String> {
@@ -138,9 +158,16 @@ async fn check_sqlite_schema(db: &DatabaseConnection) {
     ] {
         assert!(idx.contains(w), "missing index {w}: {idx:#?}");
     }
-    assert!(idx.iter().any(|s| s.starts_with("profiles:") && s.ends_with(":1")), "username unique: {idx:?}");
+    assert!(
+        idx.iter()
+            .any(|s| s.starts_with("profiles:") && s.ends_with(":1")),
+        "username unique: {idx:?}"
+    );
     let desc = sqlite_strings(db, "SELECT m.name || ':' || group_concat(x.name || case when x.desc then ' desc' else '' end, ',') AS s FROM sqlite_master m, pragma_index_xinfo(m.name) x WHERE m.type = 'index' AND m.name LIKE 'idx_%' AND x.key GROUP BY m.name").await;
-    assert!(desc.contains("idx_stories_author_published_at:author_id,published_at desc"), "{desc:?}");
+    assert!(
+        desc.contains("idx_stories_author_published_at:author_id,published_at desc"),
+        "{desc:?}"
+    );
     let fks = sqlite_strings(db, "SELECT m.name || ':' || f.\"from\" || '->' || f.\"table\" || '.' || f.\"to\" || ':' || f.on_delete AS s FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f").await;
     for w in [
         "stories:author_id->profiles.id:CASCADE",
@@ -153,8 +180,12 @@ async fn check_sqlite_schema(db: &DatabaseConnection) {
 
 async fn table_count(db: &DatabaseConnection) -> usize {
     let sql = match db.get_database_backend() {
-        DbBackend::Sqlite => "SELECT name AS s FROM sqlite_master WHERE type = 'table' AND name IN ('profiles','stories','follows')",
-        _ => "SELECT table_name::text AS s FROM information_schema.tables WHERE table_schema = 'public' AND table_name IN ('profiles','stories','follows')",
+        DbBackend::Sqlite => {
+            "SELECT name AS s FROM sqlite_master WHERE type = 'table' AND name IN ('profiles','stories','follows')"
+        }
+        _ => {
+            "SELECT table_name::text AS s FROM information_schema.tables WHERE table_schema = 'public' AND table_name IN ('profiles','stories','follows')"
+        }
     };
     pg_strings(db, sql).await.len()
 }
@@ -195,7 +226,10 @@ async fn the_replica_streams_and_honours_injected_lag() {
     let primary = t.primary().await;
     let replica = t.replica(0).await;
     let in_recovery = replica
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT pg_is_in_recovery() AS r"))
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_is_in_recovery() AS r",
+        ))
         .await
         .expect("query")
         .expect("row")
@@ -205,27 +239,47 @@ async fn the_replica_streams_and_honours_injected_lag() {
 
     let id = insert_profile(&primary, "streamed").await;
     let seen = wait_for(Duration::from_secs(5), || async {
-        entity::prelude::Profile::find_by_id(id).one(&replica).await.ok().flatten().is_some()
+        entity::prelude::Profile::find_by_id(id)
+            .one(&replica)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
     })
     .await;
-    assert!(seen.is_ok(), "a row written on the primary appears on the replica");
+    assert!(
+        seen.is_ok(),
+        "a row written on the primary appears on the replica"
+    );
 
     c.run(&["lag", "1000", "1"]);
     let written = Instant::now();
     let id = insert_profile(&primary, "delayed").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        entity::prelude::Profile::find_by_id(id).one(&replica).await.expect("read").is_none(),
+        entity::prelude::Profile::find_by_id(id)
+            .one(&replica)
+            .await
+            .expect("read")
+            .is_none(),
         "with lag 1000 the row is not there after 300 ms"
     );
     wait_for(Duration::from_secs(5), || async {
-        entity::prelude::Profile::find_by_id(id).one(&replica).await.ok().flatten().is_some()
+        entity::prelude::Profile::find_by_id(id)
+            .one(&replica)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
     })
     .await
     .expect("the row arrives");
     let took = written.elapsed();
     println!("row appeared on the lagging replica after {took:?}");
-    assert!(took >= Duration::from_millis(900), "it appeared after about a second, not {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "it appeared after about a second, not {took:?}"
+    );
     c.reset();
 }
 
@@ -266,14 +320,43 @@ async fn relations_on(db: &DatabaseConnection) {
         .expect("follow");
     }
     let pa = Profile::find_by_id(a).one(db).await.expect("q").expect("a");
-    let mut stories: Vec<i64> = pa.find_related(Story).all(db).await.expect("stories").iter().map(|s| s.id).collect();
+    let mut stories: Vec<i64> = pa
+        .find_related(Story)
+        .all(db)
+        .await
+        .expect("stories")
+        .iter()
+        .map(|s| s.id)
+        .collect();
     stories.sort();
     assert_eq!(stories, vec![s1, s2], "a profile's stories");
-    let author = Story::find_by_id(s1).one(db).await.expect("q").expect("s1").find_related(Profile).one(db).await.expect("q");
+    let author = Story::find_by_id(s1)
+        .one(db)
+        .await
+        .expect("q")
+        .expect("s1")
+        .find_related(Profile)
+        .one(db)
+        .await
+        .expect("q");
     assert_eq!(author.map(|p| p.id), Some(a), "a story's author");
-    let mut followers: Vec<i64> = pa.find_linked(Followers).all(db).await.expect("followers").iter().map(|p| p.id).collect();
+    let mut followers: Vec<i64> = pa
+        .find_linked(Followers)
+        .all(db)
+        .await
+        .expect("followers")
+        .iter()
+        .map(|p| p.id)
+        .collect();
     followers.sort();
     assert_eq!(followers, vec![b, cc], "a's followers");
-    let followings: Vec<i64> = pa.find_linked(Followings).all(db).await.expect("followings").iter().map(|p| p.id).collect();
+    let followings: Vec<i64> = pa
+        .find_linked(Followings)
+        .all(db)
+        .await
+        .expect("followings")
+        .iter()
+        .map(|p| p.id)
+        .collect();
     assert_eq!(followings, vec![b], "whom a follows");
 }

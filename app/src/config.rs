@@ -30,6 +30,9 @@ impl AppConfig {
             var: "LISTEN_ADDR",
             message: format!("expected host:port like 127.0.0.1:3000, got {raw:?}"),
         })?;
-        Ok(Self { seaway, listen_addr })
+        Ok(Self {
+            seaway,
+            listen_addr,
+        })
     }
 }

@@ -118,20 +118,29 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
             JsonRejection::JsonDataError(e) => {
-                let inner = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
+                let inner = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 let field = serde_field(&inner);
                 Self::unprocessable(
-                    format!("invalid request body: {}", inner.split(" at line").next().unwrap_or("")),
+                    format!(
+                        "invalid request body: {}",
+                        inner.split(" at line").next().unwrap_or("")
+                    ),
                     field.as_deref(),
                 )
             }
-            JsonRejection::JsonSyntaxError(_) => Self::bad_request("request body is not valid JSON", None),
+            JsonRejection::JsonSyntaxError(_) => {
+                Self::bad_request("request body is not valid JSON", None)
+            }
             JsonRejection::MissingJsonContentType(_) => {
                 Self::bad_request("expected Content-Type: application/json", None)
             }
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is over 1 MiB", None)
-            }
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body is over 1 MiB",
+                None,
+            ),
             other => Self::bad_request(other.body_text(), None),
         }
     }
@@ -165,9 +174,18 @@ mod tests {
 
     #[test]
     fn finds_fields_in_serde_messages() {
-        assert_eq!(serde_field("unknown field `foo`, expected one of").as_deref(), Some("foo"));
-        assert_eq!(serde_field("missing field `title`").as_deref(), Some("title"));
-        assert_eq!(serde_field("author_id: invalid type: string").as_deref(), Some("author_id"));
+        assert_eq!(
+            serde_field("unknown field `foo`, expected one of").as_deref(),
+            Some("foo")
+        );
+        assert_eq!(
+            serde_field("missing field `title`").as_deref(),
+            Some("title")
+        );
+        assert_eq!(
+            serde_field("author_id: invalid type: string").as_deref(),
+            Some("author_id")
+        );
         assert_eq!(serde_field("invalid type: map").as_deref(), None);
     }
 }

@@ -46,8 +46,14 @@ pub struct Params(HashMap<String, String>);
 impl Params {
     /// Rejects names outside `known` (a 400 naming the parameter).
     pub fn new(map: HashMap<String, String>, known: &[&str]) -> Result<Self, ApiError> {
-        if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str()) && !["limit", "offset"].contains(&k.as_str())) {
-            return Err(ApiError::bad_request(format!("unknown query parameter {k:?}"), Some(k)));
+        if let Some(k) = map
+            .keys()
+            .find(|k| !known.contains(&k.as_str()) && !["limit", "offset"].contains(&k.as_str()))
+        {
+            return Err(ApiError::bad_request(
+                format!("unknown query parameter {k:?}"),
+                Some(k),
+            ));
         }
         Ok(Self(map))
     }
@@ -91,7 +97,10 @@ impl Params {
             None => Ok(None),
             Some("true") => Ok(Some(true)),
             Some("false") => Ok(Some(false)),
-            Some(_) => Err(ApiError::bad_request(format!("{name} must be true or false"), Some(name))),
+            Some(_) => Err(ApiError::bad_request(
+                format!("{name} must be true or false"),
+                Some(name),
+            )),
         }
     }
 
@@ -104,13 +113,22 @@ impl Params {
 /// Checks a required text field: non-empty, at most `max` characters, no NUL.
 pub fn check_text(value: &str, field: &str, max: usize, allow_empty: bool) -> Result<(), ApiError> {
     if value.contains('\0') {
-        return Err(ApiError::unprocessable(format!("{field} must not contain NUL characters"), Some(field)));
+        return Err(ApiError::unprocessable(
+            format!("{field} must not contain NUL characters"),
+            Some(field),
+        ));
     }
     if !allow_empty && value.trim().is_empty() {
-        return Err(ApiError::unprocessable(format!("{field} must not be empty"), Some(field)));
+        return Err(ApiError::unprocessable(
+            format!("{field} must not be empty"),
+            Some(field),
+        ));
     }
     if value.chars().count() > max {
-        return Err(ApiError::unprocessable(format!("{field} must be at most {max} characters"), Some(field)));
+        return Err(ApiError::unprocessable(
+            format!("{field} must be at most {max} characters"),
+            Some(field),
+        ));
     }
     Ok(())
 }
@@ -145,7 +163,17 @@ mod tests {
         for ok in ["1", "42", "9223372036854775807"] {
             assert!(parse_id(ok, "id").is_ok(), "{ok}");
         }
-        for bad in ["0", "-1", "+1", "1.5", "abc", "", "9223372036854775808", " 1", "0x10"] {
+        for bad in [
+            "0",
+            "-1",
+            "+1",
+            "1.5",
+            "abc",
+            "",
+            "9223372036854775808",
+            " 1",
+            "0x10",
+        ] {
             assert!(parse_id(bad, "id").is_err(), "{bad}");
         }
     }
@@ -153,12 +181,36 @@ mod tests {
     #[test]
     fn pages_are_bounded() {
         let p = |pairs: &[(&str, &str)]| {
-            Params::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), &[])
-                .and_then(|p| p.page())
+            Params::new(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                &[],
+            )
+            .and_then(|p| p.page())
         };
-        assert_eq!(p(&[]).ok(), Some(Page { limit: 20, offset: 0 }));
-        assert_eq!(p(&[("limit", "100"), ("offset", "100000")]).ok(), Some(Page { limit: 100, offset: 100_000 }));
-        for bad in [("limit", "0"), ("limit", "101"), ("limit", "x"), ("offset", "-1"), ("offset", "100001")] {
+        assert_eq!(
+            p(&[]).ok(),
+            Some(Page {
+                limit: 20,
+                offset: 0
+            })
+        );
+        assert_eq!(
+            p(&[("limit", "100"), ("offset", "100000")]).ok(),
+            Some(Page {
+                limit: 100,
+                offset: 100_000
+            })
+        );
+        for bad in [
+            ("limit", "0"),
+            ("limit", "101"),
+            ("limit", "x"),
+            ("offset", "-1"),
+            ("offset", "100001"),
+        ] {
             assert!(p(&[bad]).is_err(), "{bad:?}");
         }
         assert!(p(&[("nope", "1")]).is_err());

@@ -76,7 +76,9 @@ pub fn router(state: AppState) -> Router {
 ///
 /// A message for the operator: which setting or step failed, no secrets.
 pub async fn connect(config: &AppConfig) -> Result<AppState, String> {
-    let db = Db::connect(config.seaway.clone()).await.map_err(|e| e.to_string())?;
+    let db = Db::connect(config.seaway.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     match db.backend() {
         DbBackend::Sqlite => Migrator::up(db.primary(), None)
             .await
@@ -106,7 +108,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 impl ApiError {

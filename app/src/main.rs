@@ -38,7 +38,8 @@ enum Command {
 
 fn init_logging() {
     use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     if std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json") {
         fmt().json().with_env_filter(filter).init();
     } else {
@@ -97,7 +98,12 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Seed { profiles, stories, follows, seed: s } => {
+        Command::Seed {
+            profiles,
+            stories,
+            follows,
+            seed: s,
+        } => {
             let state = match app::connect(&config).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -105,11 +111,22 @@ async fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let plan = seed::SeedPlan { profiles, stories, follows, seed: s };
+            let plan = seed::SeedPlan {
+                profiles,
+                stories,
+                follows,
+                seed: s,
+            };
             match seed::run(state.db.primary(), plan).await {
                 Ok(took) => {
-                    state.db.invalidate(&["profiles", "stories", "follows"]).await;
-                    println!("seeded {profiles} profiles, {stories} stories, {follows} follows in {:.1}s", took.as_secs_f64());
+                    state
+                        .db
+                        .invalidate(&["profiles", "stories", "follows"])
+                        .await;
+                    println!(
+                        "seeded {profiles} profiles, {stories} stories, {follows} follows in {:.1}s",
+                        took.as_secs_f64()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -130,7 +147,10 @@ async fn main() -> ExitCode {
             let listener = match tokio::net::TcpListener::bind(config.listen_addr).await {
                 Ok(l) => l,
                 Err(e) => {
-                    eprintln!("seaway-app: cannot listen on {} (LISTEN_ADDR): {e}", config.listen_addr);
+                    eprintln!(
+                        "seaway-app: cannot listen on {} (LISTEN_ADDR): {e}",
+                        config.listen_addr
+                    );
                     return ExitCode::from(2);
                 }
             };

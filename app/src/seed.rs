@@ -24,11 +24,14 @@ pub struct SeedPlan {
 }
 
 const WORDS: &[&str] = &[
-    "river", "night", "garden", "signal", "winter", "harbor", "copper", "lantern", "orbit", "meadow",
-    "thunder", "echo", "silver", "forest", "desert", "voyage", "cipher", "ember", "glacier", "canyon",
-    "shadow", "falcon", "marble", "comet", "tide", "ridge", "velvet", "prism", "quartz", "willow",
+    "river", "night", "garden", "signal", "winter", "harbor", "copper", "lantern", "orbit",
+    "meadow", "thunder", "echo", "silver", "forest", "desert", "voyage", "cipher", "ember",
+    "glacier", "canyon", "shadow", "falcon", "marble", "comet", "tide", "ridge", "velvet", "prism",
+    "quartz", "willow",
 ];
-const GENRES: &[&str] = &["fantasy", "mystery", "romance", "scifi", "horror", "poetry", "history"];
+const GENRES: &[&str] = &[
+    "fantasy", "mystery", "romance", "scifi", "horror", "poetry", "history",
+];
 
 struct Progress(Option<indicatif::ProgressBar>, &'static str, u64);
 
@@ -58,7 +61,9 @@ impl Progress {
 
 fn title(rng: &mut StdRng) -> String {
     let n = rng.random_range(2..=5);
-    let mut t: Vec<&str> = (0..n).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect();
+    let mut t: Vec<&str> = (0..n)
+        .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+        .collect();
     if let Some(first) = t.first_mut() {
         *first = first;
     }
@@ -97,7 +102,10 @@ pub async fn run(db: &DatabaseConnection, plan: SeedPlan) -> Result<std::time::D
                 ..Default::default()
             }
         });
-        Profile::insert_many(rows).on_conflict_do_nothing().exec_without_returning(db).await?;
+        Profile::insert_many(rows)
+            .on_conflict_do_nothing()
+            .exec_without_returning(db)
+            .await?;
         done += n;
         bar.set(done);
     }
@@ -124,12 +132,19 @@ pub async fn run(db: &DatabaseConnection, plan: SeedPlan) -> Result<std::time::D
                 story::ActiveModel {
                     author_id: Set(ids[rng.random_range(0..ids.len())]),
                     title: Set(title(&mut rng)),
-                    body: Set(format!("{} {}.", title(&mut rng), title(&mut rng).to_lowercase())),
-                    genre: Set(rng.random_bool(0.8).then(|| GENRES[rng.random_range(0..GENRES.len())].to_owned())),
+                    body: Set(format!(
+                        "{} {}.",
+                        title(&mut rng),
+                        title(&mut rng).to_lowercase()
+                    )),
+                    genre: Set(rng
+                        .random_bool(0.8)
+                        .then(|| GENRES[rng.random_range(0..GENRES.len())].to_owned())),
                     published: Set(published),
                     featured: Set(published && rng.random_bool(0.02 / 0.7)),
                     view_count: Set(rng.random_range(0..10_000)),
-                    published_at: Set(published.then(|| created + ChronoDuration::seconds(rng.random_range(0..3600)))),
+                    published_at: Set(published
+                        .then(|| created + ChronoDuration::seconds(rng.random_range(0..3600)))),
                     created_at: Set(created),
                     updated_at: Set(created),
                     ..Default::default()
@@ -161,7 +176,10 @@ pub async fn run(db: &DatabaseConnection, plan: SeedPlan) -> Result<std::time::D
             }
         }
         done += rows.len() as u64;
-        Follow::insert_many(rows).on_conflict_do_nothing().exec_without_returning(db).await?;
+        Follow::insert_many(rows)
+            .on_conflict_do_nothing()
+            .exec_without_returning(db)
+            .await?;
         bar.set(done);
     }
     bar.finish();

@@ -1,7 +1,9 @@
 //! Migrations run on the primary: [`ensure_primary`] asks the server whether
 //! it is in recovery before anything is changed.
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
 
 /// Why a migration target was refused or could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +134,10 @@ mod tests {
         let cases = [
             ("postgres://u:pw@h:1/d", "postgres://u:***@h:1/d"),
             ("postgres://u@h/d", "postgres://u@h/d"),
-            ("sqlite://./data/x.db?mode=rwc", "sqlite://./data/x.db?mode=rwc"),
+            (
+                "sqlite://./data/x.db?mode=rwc",
+                "sqlite://./data/x.db?mode=rwc",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(redact_url(input), want, "{input}");

@@ -35,9 +35,21 @@ impl MigrationTrait for Migration {
             )
             .await?;
         let indexes: [(&str, &str, Option<&str>); 4] = [
-            ("idx_stories_author_published_at", "author_id", Some("published_at")),
-            ("idx_stories_published_published_at", "published", Some("published_at")),
-            ("idx_stories_published_view_count", "published", Some("view_count")),
+            (
+                "idx_stories_author_published_at",
+                "author_id",
+                Some("published_at"),
+            ),
+            (
+                "idx_stories_published_published_at",
+                "published",
+                Some("published_at"),
+            ),
+            (
+                "idx_stories_published_view_count",
+                "published",
+                Some("view_count"),
+            ),
             ("idx_stories_genre", "genre", None),
         ];
         for (name, first, desc) in indexes {

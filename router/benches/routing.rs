@@ -1,1 +1,105 @@
-fn main(){}
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+//! Routing overhead: a routed primary-key select against the same query on a
+//! plain SeaORM connection to the same server, and the classification cost.
+//!
+//! Run with the cluster up: `eval "$(scripts/cluster.sh env)"; cargo bench -p seaway --bench routing`
+
+#[path = "common/mod.rs"]
+mod common;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use entity::prelude::Story;
+use sea_orm::{DbBackend, EntityTrait, QueryTrait};
+use seaway::prelude::*;
+use seaway::{Config, Db};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn classification(c: &mut Criterion) {
+    let mut g = c.benchmark_group("classify");
+    let select = Story::find_by_id(42).into_query();
+    let built = DbBackend::Postgres.build(&select);
+    g.bench_function("seaquery_select_audit", |b| {
+        b.iter(|| seaway::classify::classify_builder(black_box(&select), black_box(&built)))
+    });
+    let raw = "/* list */ SELECT id, title FROM stories WHERE published = $1 ORDER BY published_at DESC LIMIT 20";
+    g.bench_function("raw_sql_text", |b| {
+        b.iter(|| seaway::classify::classify_sql(black_box(raw)))
+    });
+    g.finish();
+}
+
+fn point_query(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let Some(env) = common::env("bench_routing", &rt) else {
+        return;
+    };
+    let (plain_primary, pinged_primary, plain_replica, routed_primary, routed_replica) = rt
+        .block_on(async {
+            (
+                common::plain(&env.primary_url, false).await,
+                common::plain(&env.primary_url, true).await,
+                common::plain(&env.replica_url, false).await,
+                // no replicas: every read is routed to the primary
+                Db::connect(
+                    Config::builder()
+                        .database_url(&env.primary_url)
+                        .pool(1, 4)
+                        .build(),
+                )
+                .await
+                .expect("db"),
+                Db::connect(
+                    Config::builder()
+                        .database_url(&env.primary_url)
+                        .replica(&env.replica_url)
+                        .pool(1, 4)
+                        .build(),
+                )
+                .await
+                .expect("db"),
+            )
+        });
+    let mut g = c.benchmark_group("pk_select");
+    g.sample_size(60)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    let id = 500;
+    g.bench_function("primary/plain_seaorm", |b| {
+        b.to_async(&rt)
+            .iter(|| async { Story::find_by_id(id).one(&plain_primary).await.expect("q") })
+    });
+    g.bench_function("primary/plain_seaorm_ping_on_checkout", |b| {
+        b.to_async(&rt)
+            .iter(|| async { Story::find_by_id(id).one(&pinged_primary).await.expect("q") })
+    });
+    g.bench_function("primary/routed_db", |b| {
+        b.to_async(&rt)
+            .iter(|| async { Story::find_by_id(id).one(&routed_primary).await.expect("q") })
+    });
+    g.bench_function("replica/plain_seaorm", |b| {
+        b.to_async(&rt)
+            .iter(|| async { Story::find_by_id(id).one(&plain_replica).await.expect("q") })
+    });
+    g.bench_function("replica/routed_db", |b| {
+        b.to_async(&rt)
+            .iter(|| async { Story::find_by_id(id).one(&routed_replica).await.expect("q") })
+    });
+    g.bench_function("replica/routed_explicit_using_replica", |b| {
+        b.to_async(&rt).iter(|| async {
+            Story::find_by_id(id)
+                .using_replica()
+                .one(&routed_replica)
+                .await
+                .expect("q")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, classification, point_query);
+criterion_main!(benches);

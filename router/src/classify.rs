@@ -276,7 +276,9 @@ fn tokenize_until(sql: &str, max_words: usize) -> Vec<Token<'_>> {
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                     i += 1;
                 }
-                if b.get(i) == Some(&b'$') && !sql[start + 1..i].starts_with(|ch: char| ch.is_ascii_digit()) {
+                if b.get(i) == Some(&b'$')
+                    && !sql[start + 1..i].starts_with(|ch: char| ch.is_ascii_digit())
+                {
                     let tag = &sql[start..=i];
                     i += 1;
                     match sql[i..].find(tag) {
@@ -288,7 +290,8 @@ fn tokenize_until(sql: &str, max_words: usize) -> Vec<Token<'_>> {
             }
             _ if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
                 let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80) {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80)
+                {
                     i += 1;
                 }
                 // E'..' escape strings: let the literal arm see the E
@@ -340,21 +343,27 @@ fn written_tables(tokens: &[Token<'_>]) -> Vec<Tag> {
     for (i, t) in tokens.iter().enumerate() {
         let Token::Word(w) = t else { continue };
         let is = |k: &str| w.eq_ignore_ascii_case(k);
-        let mut at = if (is("INSERT") || is("MERGE")) && word_is(tokens.get(i + 1), "INTO") {
+        let prev_is = |k: &str| word_is(tokens.get(i.wrapping_sub(1)), k);
+        let next_is = |k: &str| word_is(tokens.get(i + 1), k);
+        let mut at = if ((is("INSERT") || is("MERGE")) && next_is("INTO"))
+            || (is("DELETE") && next_is("FROM"))
+        {
             i + 2
-        } else if is("DELETE") && word_is(tokens.get(i + 1), "FROM") {
-            i + 2
-        } else if is("UPDATE") && !word_is(tokens.get(i.wrapping_sub(1)), "FOR") && !word_is(tokens.get(i.wrapping_sub(1)), "KEY") && !word_is(tokens.get(i.wrapping_sub(1)), "DO") {
+        } else if is("UPDATE") && !prev_is("FOR") && !prev_is("KEY") && !prev_is("DO") {
             i + 1
         } else if is("TRUNCATE") {
-            i + 1 + usize::from(word_is(tokens.get(i + 1), "TABLE"))
-        } else if (is("ALTER") || is("DROP") || is("CREATE")) && word_is(tokens.get(i + 1), "TABLE") {
+            i + 1 + usize::from(next_is("TABLE"))
+        } else if (is("ALTER") || is("DROP") || is("CREATE")) && next_is("TABLE") {
             i + 2
         } else {
             continue;
         };
         // IF [NOT] EXISTS, ONLY
-        while word_is(tokens.get(at), "IF") || word_is(tokens.get(at), "NOT") || word_is(tokens.get(at), "EXISTS") || word_is(tokens.get(at), "ONLY") {
+        while word_is(tokens.get(at), "IF")
+            || word_is(tokens.get(at), "NOT")
+            || word_is(tokens.get(at), "EXISTS")
+            || word_is(tokens.get(at), "ONLY")
+        {
             at += 1;
         }
         if let Some(name) = name_at(tokens, at)
@@ -405,13 +414,19 @@ mod tests {
     #[case::insert_returning("insert into stories (title) values ($1) returning id", Kind::Write)]
     #[case::update("UPDATE stories SET view_count = view_count + 1", Kind::Write)]
     #[case::delete("DELETE FROM follows WHERE follower_id = 1", Kind::Write)]
-    #[case::merge("MERGE INTO stories s USING x ON true WHEN MATCHED THEN DELETE", Kind::Write)]
+    #[case::merge(
+        "MERGE INTO stories s USING x ON true WHEN MATCHED THEN DELETE",
+        Kind::Write
+    )]
     #[case::truncate("TRUNCATE stories", Kind::Write)]
     #[case::create("CREATE TABLE x (id int)", Kind::Write)]
     #[case::alter("ALTER TABLE stories ADD COLUMN x int", Kind::Write)]
     #[case::drop("DROP TABLE IF EXISTS x", Kind::Write)]
     #[case::grant("GRANT SELECT ON stories TO app", Kind::Write)]
-    #[case::data_modifying_cte("WITH x AS (UPDATE stories SET featured = true RETURNING id) SELECT * FROM x", Kind::Write)]
+    #[case::data_modifying_cte(
+        "WITH x AS (UPDATE stories SET featured = true RETURNING id) SELECT * FROM x",
+        Kind::Write
+    )]
     #[case::for_update("SELECT * FROM stories WHERE id = 1 FOR UPDATE", Kind::Write)]
     #[case::for_share("select * from stories for share", Kind::Write)]
     #[case::for_no_key_update("SELECT 1 FROM stories FOR NO KEY UPDATE", Kind::Write)]
@@ -445,13 +460,19 @@ mod tests {
     #[case("DO $$ BEGIN END $$", &[])]
     fn finds_written_tables(#[case] sql: &str, #[case] want: &[&str]) {
         let got = classify_sql(sql).tables;
-        assert_eq!(got, want.iter().map(|s| Tag::Owned((*s).to_owned())).collect::<Vec<_>>(), "{sql}");
+        assert_eq!(
+            got,
+            want.iter()
+                .map(|s| Tag::Owned((*s).to_owned()))
+                .collect::<Vec<_>>(),
+            "{sql}"
+        );
     }
 
     #[test]
     fn typed_statements_use_the_audit() {
         use entity::prelude::*;
-        use sea_orm::{DbBackend, EntityTrait, QueryTrait, QuerySelect, RelationTrait, JoinType};
+        use sea_orm::{DbBackend, EntityTrait, JoinType, QuerySelect, QueryTrait, RelationTrait};
         let backend = DbBackend::Postgres;
         let select = Story::find()
             .join(JoinType::InnerJoin, entity::story::Relation::Author.def())
@@ -459,10 +480,16 @@ mod tests {
         let built = backend.build(&select);
         let access = classify_builder(&select, &built);
         assert_eq!(access.kind, Kind::Read);
-        assert_eq!(access.tables, vec![Tag::Borrowed("stories"), Tag::Borrowed("profiles")]);
+        assert_eq!(
+            access.tables,
+            vec![Tag::Borrowed("stories"), Tag::Borrowed("profiles")]
+        );
 
         let locked = Story::find().lock_exclusive().into_query();
-        assert_eq!(classify_builder(&locked, &backend.build(&locked)).kind, Kind::Write);
+        assert_eq!(
+            classify_builder(&locked, &backend.build(&locked)).kind,
+            Kind::Write
+        );
 
         let delete = Follow::delete_many().into_query();
         let access = classify_builder(&delete, &backend.build(&delete));

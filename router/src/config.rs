@@ -98,7 +98,11 @@ impl fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field(
                 "replica_urls",
-                &self.replica_urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+                &self
+                    .replica_urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
             )
             .field("aliases", &self.aliases.keys().collect::<Vec<_>>())
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
@@ -156,17 +160,28 @@ impl Config {
     ///
     /// [`Error::Config`] naming the variable.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let var = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let var = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let mut c = Self::default();
         if let Some(url) = var("DATABASE_URL") {
-            c.database_url = check_url("DATABASE_URL", &url, &["postgres", "postgresql", "sqlite"])?;
+            c.database_url =
+                check_url("DATABASE_URL", &url, &["postgres", "postgresql", "sqlite"])?;
         }
         if let Some(urls) = var("READ_REPLICA_URLS") {
             c.replica_urls = urls
                 .split(',')
                 .map(str::trim)
                 .filter(|u| !u.is_empty())
-                .map(|u| check_url("READ_REPLICA_URLS", u, &["postgres", "postgresql", "sqlite"]))
+                .map(|u| {
+                    check_url(
+                        "READ_REPLICA_URLS",
+                        u,
+                        &["postgres", "postgresql", "sqlite"],
+                    )
+                })
                 .collect::<Result<_, _>>()?;
         }
         if let Some(url) = var("REDIS_URL") {
@@ -182,7 +197,8 @@ impl Config {
             })?;
         }
         if let Some(v) = var("MAX_REPLICA_LAG_MS") {
-            c.max_replica_lag = Duration::from_millis(parse_num("MAX_REPLICA_LAG_MS", &v, 0, 86_400_000)?);
+            c.max_replica_lag =
+                Duration::from_millis(parse_num("MAX_REPLICA_LAG_MS", &v, 0, 86_400_000)?);
         }
         if let Some(v) = var("HEALTH_CHECK_INTERVAL_MS") {
             c.health_check_interval =
@@ -219,10 +235,12 @@ impl Config {
             c.l1_max_bytes = parse_num("SEAWAY_L1_MAX_BYTES", &v, 0, u64::MAX / 2)?;
         }
         if let Some(v) = var("SEAWAY_REDIS_TIMEOUT_MS") {
-            c.redis_timeout = Duration::from_millis(parse_num("SEAWAY_REDIS_TIMEOUT_MS", &v, 1, 60_000)?);
+            c.redis_timeout =
+                Duration::from_millis(parse_num("SEAWAY_REDIS_TIMEOUT_MS", &v, 1, 60_000)?);
         }
         if let Some(v) = var("SEAWAY_REDIS_BACKOFF_MS") {
-            c.redis_backoff = Duration::from_millis(parse_num("SEAWAY_REDIS_BACKOFF_MS", &v, 1, 600_000)?);
+            c.redis_backoff =
+                Duration::from_millis(parse_num("SEAWAY_REDIS_BACKOFF_MS", &v, 1, 600_000)?);
         }
         Ok(c)
     }
@@ -353,8 +371,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, Error> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -378,7 +398,11 @@ mod tests {
             ("DB_POOL_MAX_SIZE", "0", "DB_POOL_MAX_SIZE"),
             ("DATABASE_URL", "mysql://u:pw@h/d", "DATABASE_URL"),
             ("REDIS_URL", "http://u:pw@h", "REDIS_URL"),
-            ("READ_REPLICA_URLS", "postgres://u:pw@h/d,nope", "READ_REPLICA_URLS"),
+            (
+                "READ_REPLICA_URLS",
+                "postgres://u:pw@h/d,nope",
+                "READ_REPLICA_URLS",
+            ),
         ];
         for (var, value, named) in cases {
             let err = from(&[(var, value)]).expect_err(var).to_string();

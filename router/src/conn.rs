@@ -108,7 +108,8 @@ pub struct Health {
 impl Health {
     /// Whether anything but the primary is down (a replica, or Redis).
     pub fn degraded(&self) -> bool {
-        self.replicas.iter().any(|r| !r.healthy) || (self.cache.l2_enabled && !self.cache.l2_healthy)
+        self.replicas.iter().any(|r| !r.healthy)
+            || (self.cache.l2_enabled && !self.cache.l2_healthy)
     }
 }
 
@@ -158,11 +159,17 @@ pub fn is_connection_error(e: &DbErr) -> bool {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Query(RuntimeErr::SqlxError(s)) | DbErr::Exec(RuntimeErr::SqlxError(s)) => {
             match s.as_ref() {
-                X::Io(_) | X::Tls(_) | X::PoolTimedOut | X::PoolClosed | X::WorkerCrashed | X::Protocol(_) => true,
+                X::Io(_)
+                | X::Tls(_)
+                | X::PoolTimedOut
+                | X::PoolClosed
+                | X::WorkerCrashed
+                | X::Protocol(_) => true,
                 X::Database(d) => d.code().is_some_and(|c| {
                     // connection exceptions, shutdowns, and a standby
                     // cancelling a query for a recovery conflict
-                    c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001")
+                    c.starts_with("08")
+                        || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001")
                 }),
                 _ => false,
             }
@@ -172,7 +179,9 @@ pub fn is_connection_error(e: &DbErr) -> bool {
 }
 
 fn unavailable(why: &str) -> DbErr {
-    DbErr::Conn(RuntimeErr::Internal(format!("no usable read replica ({why}) and REPLICA_FALLBACK=false")))
+    DbErr::Conn(RuntimeErr::Internal(format!(
+        "no usable read replica ({why}) and REPLICA_FALLBACK=false"
+    )))
 }
 
 impl Db {
@@ -192,7 +201,10 @@ impl Db {
     /// # Errors
     ///
     /// As [`connect`](Self::connect).
-    pub async fn connect_with_router(config: Config, router: impl DatabaseRouter) -> Result<Self, Error> {
+    pub async fn connect_with_router(
+        config: Config,
+        router: impl DatabaseRouter,
+    ) -> Result<Self, Error> {
         let url = &config.database_url;
         if config.is_sqlite()
             && let Some(dir) = sqlite_dir(url)
@@ -204,7 +216,13 @@ impl Db {
         }
         let primary = connect(
             url,
-            options(url, config.pool_min, config.pool_max, Duration::from_secs(5), false),
+            options(
+                url,
+                config.pool_min,
+                config.pool_max,
+                Duration::from_secs(5),
+                false,
+            ),
         )
         .await?;
         let backend = primary.get_database_backend();
@@ -215,22 +233,40 @@ impl Db {
             if config.replica_urls.is_empty()
                 && let Some(ro) = sqlite_read_only(url)
             {
-                let conn = connect(&ro, options(&ro, 1, config.pool_max, Duration::from_secs(5), false)).await?;
+                let conn = connect(
+                    &ro,
+                    options(&ro, 1, config.pool_max, Duration::from_secs(5), false),
+                )
+                .await?;
                 replicas.push(Arc::new(Replica::new("replica1".into(), conn, true)));
             }
         }
         for (i, r) in config.replica_urls.iter().enumerate() {
             let conn = connect(
                 r,
-                options(r, config.pool_min, config.pool_max, REPLICA_CONNECT_TIMEOUT, true),
+                options(
+                    r,
+                    config.pool_min,
+                    config.pool_max,
+                    REPLICA_CONNECT_TIMEOUT,
+                    true,
+                ),
             )
             .await?;
             let shares = backend == DbBackend::Sqlite;
-            replicas.push(Arc::new(Replica::new(format!("replica{}", i + 1), conn, shares)));
+            replicas.push(Arc::new(Replica::new(
+                format!("replica{}", i + 1),
+                conn,
+                shares,
+            )));
         }
         let mut aliases = HashMap::new();
         for (name, u) in &config.aliases {
-            let conn = connect(u, options(u, 0, config.pool_max, REPLICA_CONNECT_TIMEOUT, true)).await?;
+            let conn = connect(
+                u,
+                options(u, 0, config.pool_max, REPLICA_CONNECT_TIMEOUT, true),
+            )
+            .await?;
             aliases.insert(name.clone(), conn);
         }
         let catchup = Arc::new(crate::replica::Catchup::default());
@@ -261,7 +297,9 @@ impl Db {
                 loop {
                     tick.tick().await;
                     let Some(s) = weak.upgrade() else { return };
-                    s.replicas.probe(&s.primary, interval.max(Duration::from_millis(500))).await;
+                    s.replicas
+                        .probe(&s.primary, interval.max(Duration::from_millis(500)))
+                        .await;
                 }
             });
             Shared {
@@ -279,7 +317,10 @@ impl Db {
         });
         let db = Self { shared };
         // Know the replicas' state before the first read.
-        db.shared.replicas.probe(&db.shared.primary, Duration::from_secs(1)).await;
+        db.shared
+            .replicas
+            .probe(&db.shared.primary, Duration::from_secs(1))
+            .await;
         Ok(db)
     }
 
@@ -295,7 +336,12 @@ impl Db {
 
     /// Names of the replicas (`replica1`, ...), in configuration order.
     pub fn replica_names(&self) -> Vec<String> {
-        self.shared.replicas.replicas.iter().map(|r| r.name.to_string()).collect()
+        self.shared
+            .replicas
+            .replicas
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect()
     }
 
     /// Runs `f` with every read forced to the primary (read-after-write
@@ -336,7 +382,10 @@ impl Db {
         let target = self.decide_read(&Explicit::Replica, &[])?;
         let conn = self.conn_for(&target);
         let (iso, mode) = if self.backend() == DbBackend::Postgres {
-            (Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly))
+            (
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
         } else {
             (None, None)
         };
@@ -364,16 +413,21 @@ impl Db {
     pub fn pool_stats(&self) -> PoolsStats {
         let (size, idle) = pool_size(&self.shared.primary);
         PoolsStats {
-            primary: PoolStats { name: None, size, idle },
+            primary: PoolStats {
+                name: None,
+                size,
+                idle,
+            },
             replicas: self.shared.replicas.pools(),
         }
     }
 
     /// Pings the primary (bounded by a second) and reports every part.
     pub async fn health(&self) -> Health {
-        let primary_healthy = tokio::time::timeout(Duration::from_secs(1), self.shared.primary.ping())
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let primary_healthy =
+            tokio::time::timeout(Duration::from_secs(1), self.shared.primary.ping())
+                .await
+                .is_ok_and(|r| r.is_ok());
         Health {
             primary_healthy,
             replicas: self.shared.replicas.health(),
@@ -384,7 +438,10 @@ impl Db {
     /// Runs one round of replica probes now (tests and tools; the service
     /// relies on the periodic ones).
     pub async fn probe_now(&self) {
-        self.shared.replicas.probe(&self.shared.primary, Duration::from_secs(1)).await;
+        self.shared
+            .replicas
+            .probe(&self.shared.primary, Duration::from_secs(1))
+            .await;
     }
 
     /// The consistency token for what `state`'s scope wrote, if it wrote.
@@ -400,13 +457,17 @@ impl Db {
     async fn write_lsn(&self) -> Lsn {
         match self.shared.backend {
             DbBackend::Postgres => {
-                match tokio::time::timeout(Duration::from_secs(1), query_lsn(&self.shared.primary)).await {
+                match tokio::time::timeout(Duration::from_secs(1), query_lsn(&self.shared.primary))
+                    .await
+                {
                     Ok(Ok(lsn)) => {
                         self.shared.replicas.primary_lsn.fetch_max(lsn.0, Relaxed);
                         lsn
                     }
                     _ => {
-                        tracing::warn!("cannot read the primary's LSN after a write; using the last known");
+                        tracing::warn!(
+                            "cannot read the primary's LSN after a write; using the last known"
+                        );
                         Lsn(self.shared.replicas.primary_lsn.load(Relaxed))
                     }
                 }
@@ -432,11 +493,18 @@ impl Db {
             return Ok(Target::Primary("explicit"));
         }
         let (wrote, min_lsn, pinned) =
-            scope::with_current(|st| (st.wrote(), st.min_lsn(), st.pinned())).unwrap_or((false, Lsn::ZERO, None));
+            scope::with_current(|st| (st.wrote(), st.min_lsn(), st.pinned())).unwrap_or((
+                false,
+                Lsn::ZERO,
+                None,
+            ));
         let alias: &str = match explicit {
             Explicit::Alias(a) => a,
             Explicit::Replica => READ_REPLICA,
-            _ => s.router.db_for_read(&Hints { tables }).unwrap_or(READ_REPLICA),
+            _ => s
+                .router
+                .db_for_read(&Hints { tables })
+                .unwrap_or(READ_REPLICA),
         };
         if alias != READ_REPLICA
             && alias != DEFAULT
@@ -471,7 +539,12 @@ impl Db {
         match t {
             Target::Primary(_) => self.shared.primary.clone(),
             Target::Replica(i) => self.shared.replicas.replicas[*i].conn.clone(),
-            Target::Alias(a) => self.shared.aliases.get(a.as_ref()).cloned().unwrap_or_else(|| self.shared.primary.clone()),
+            Target::Alias(a) => self
+                .shared
+                .aliases
+                .get(a.as_ref())
+                .cloned()
+                .unwrap_or_else(|| self.shared.primary.clone()),
         }
     }
 
@@ -498,19 +571,29 @@ impl Db {
                 let r = self.shared.replicas.replicas[*i].replay_lsn();
                 if r == Lsn::MAX {
                     // shares the primary's file
-                    (Lsn::MAX, Lsn(self.shared.sqlite_lsn.load(Relaxed).max(min.0)))
+                    (
+                        Lsn::MAX,
+                        Lsn(self.shared.sqlite_lsn.load(Relaxed).max(min.0)),
+                    )
                 } else {
                     (r, Lsn(r.0.max(min.0)))
                 }
             }
             Target::Alias(_) => (Lsn::ZERO, Lsn::ZERO),
         };
-        crate::cache::Source { replay_lsn: replay, fresh_lsn: fresh }
+        crate::cache::Source {
+            replay_lsn: replay,
+            fresh_lsn: fresh,
+        }
     }
 
     /// Runs a read on `target`; a replica that fails at the connection level
     /// is replaced by the primary once. Returns where it finally ran.
-    pub(crate) async fn run_read<T, F, Fut>(&self, target: Target, f: F) -> Result<(T, Target), DbErr>
+    pub(crate) async fn run_read<T, F, Fut>(
+        &self,
+        target: Target,
+        f: F,
+    ) -> Result<(T, Target), DbErr>
     where
         F: Fn(DatabaseConnection) -> Fut,
         Fut: Future<Output = Result<T, DbErr>>,
@@ -561,8 +644,14 @@ impl Db {
         Fut: Future<Output = Result<T, DbErr>>,
     {
         let s = &self.shared;
-        let conn = match s.router.db_for_write(&Hints { tables: &access.tables }) {
-            Some(a) if a != DEFAULT => s.aliases.get(a).cloned().unwrap_or_else(|| s.primary.clone()),
+        let conn = match s.router.db_for_write(&Hints {
+            tables: &access.tables,
+        }) {
+            Some(a) if a != DEFAULT => s
+                .aliases
+                .get(a)
+                .cloned()
+                .unwrap_or_else(|| s.primary.clone()),
             _ => s.primary.clone(),
         };
         scope::with_current(|st| st.mark_wrote());
@@ -575,7 +664,12 @@ impl Db {
         result
     }
 
-    async fn routed<T, R, W, RFut, WFut>(&self, access: Access, read: R, write: W) -> Result<T, DbErr>
+    async fn routed<T, R, W, RFut, WFut>(
+        &self,
+        access: Access,
+        read: R,
+        write: W,
+    ) -> Result<T, DbErr>
     where
         R: Fn(DatabaseConnection) -> RFut,
         RFut: Future<Output = Result<T, DbErr>>,
@@ -713,7 +807,10 @@ mod tests {
             sqlite_read_only("sqlite://./data/x.db?mode=rwc").as_deref(),
             Some("sqlite://./data/x.db?mode=ro")
         );
-        assert_eq!(sqlite_read_only("sqlite://x.db").as_deref(), Some("sqlite://x.db?mode=ro"));
+        assert_eq!(
+            sqlite_read_only("sqlite://x.db").as_deref(),
+            Some("sqlite://x.db?mode=ro")
+        );
         assert_eq!(sqlite_read_only("sqlite::memory:"), None);
     }
 }

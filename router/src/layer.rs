@@ -58,8 +58,10 @@ fn bad_token() -> Response<Body> {
     }});
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = StatusCode::BAD_REQUEST;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -79,7 +81,11 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let scope = match req.headers().get(TOKEN_HEADER) {
             None => Scope::new(),
-            Some(v) => match v.to_str().map_err(|_| ()).and_then(|s| Lsn::parse(s).map_err(|_| ())) {
+            Some(v) => match v
+                .to_str()
+                .map_err(|_| ())
+                .and_then(|s| Lsn::parse(s).map_err(|_| ()))
+            {
                 Ok(lsn) => Scope::with_min_lsn(lsn),
                 Err(()) => return Box::pin(async { Ok(bad_token()) }),
             },

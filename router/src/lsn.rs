@@ -23,7 +23,8 @@ impl Lsn {
     /// [`Error::InvalidToken`] for anything else.
     pub fn parse(s: &str) -> Result<Self, Error> {
         let (hi, lo) = s.trim().split_once('/').ok_or(Error::InvalidToken)?;
-        let ok = |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_hexdigit());
+        let ok =
+            |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_hexdigit());
         if !ok(hi) || !ok(lo) {
             return Err(Error::InvalidToken);
         }
@@ -53,7 +54,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_tokens() {
-        for s in ["", "/", "1/", "/1", "x/1", "1/1/1", "123456789/0", "-1/0", "1 / 2", "0x1/2"] {
+        for s in [
+            "",
+            "/",
+            "1/",
+            "/1",
+            "x/1",
+            "1/1/1",
+            "123456789/0",
+            "-1/0",
+            "1 / 2",
+            "0x1/2",
+        ] {
             assert!(Lsn::parse(s).is_err(), "{s:?} parsed");
         }
     }

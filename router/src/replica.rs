@@ -272,7 +272,9 @@ impl ReplicaSet {
     /// One round of probes: the primary's LSN, then every replica at once.
     pub(crate) async fn probe(&self, primary: &DatabaseConnection, timeout: Duration) {
         if primary.get_database_backend() != DbBackend::Postgres {
-            let ok = tokio::time::timeout(timeout, primary.ping()).await.is_ok_and(|r| r.is_ok());
+            let ok = tokio::time::timeout(timeout, primary.ping())
+                .await
+                .is_ok_and(|r| r.is_ok());
             self.primary_healthy.store(ok, Relaxed);
             return;
         }
@@ -432,7 +434,9 @@ mod tests {
     #[test]
     fn round_robin_alternates() {
         let s = set(Strategy::RoundRobin, 2);
-        let picks: Vec<usize> = (0..4).map(|_| s.pick(None, Lsn::ZERO).expect("pick")).collect();
+        let picks: Vec<usize> = (0..4)
+            .map(|_| s.pick(None, Lsn::ZERO).expect("pick"))
+            .collect();
         assert_eq!(picks, vec![0, 1, 0, 1]);
     }
 

@@ -131,7 +131,13 @@ impl<E: EntityTrait> RoutedSelect<E> {
         tags
     }
 
-    async fn run<V, F, Fut>(self, db: &Db, kind: &str, query: Select<E>, exec: F) -> Result<V, DbErr>
+    async fn run<V, F, Fut>(
+        self,
+        db: &Db,
+        kind: &str,
+        query: Select<E>,
+        exec: F,
+    ) -> Result<V, DbErr>
     where
         V: CacheValue,
         F: Fn(Select<E>, sea_orm::DatabaseConnection) -> Fut,
@@ -157,12 +163,18 @@ impl<E: EntityTrait> RoutedSelect<E> {
         let mut ran_on = None;
         let (v, outcome) = db
             .cache()
-            .get_or_load(key, || tables, ttl, min_lsn, || async {
-                let (v, ran) = run_db().await?;
-                let source = db.source_of(&ran);
-                ran_on = Some(ran);
-                Ok((v, source))
-            })
+            .get_or_load(
+                key,
+                || tables,
+                ttl,
+                min_lsn,
+                || async {
+                    let (v, ran) = run_db().await?;
+                    let source = db.source_of(&ran);
+                    ran_on = Some(ran);
+                    Ok((v, source))
+                },
+            )
             .await?;
         let route = db.route_of(ran_on.as_ref().unwrap_or(&target));
         scope::with_current(|s| s.record(route, outcome));
@@ -179,7 +191,8 @@ impl<E: EntityTrait> RoutedSelect<E> {
         E::Model: CacheValue,
     {
         let q = self.select.clone();
-        self.run(db, "all", q, |s, c| async move { s.all(&c).await }).await
+        self.run(db, "all", q, |s, c| async move { s.all(&c).await })
+            .await
     }
 
     /// The first row, as SeaORM's `Select::one`.
@@ -192,7 +205,8 @@ impl<E: EntityTrait> RoutedSelect<E> {
         E::Model: CacheValue,
     {
         let q = self.select.clone().limit(1);
-        self.run(db, "one", q, |s, c| async move { s.one(&c).await }).await
+        self.run(db, "one", q, |s, c| async move { s.one(&c).await })
+            .await
     }
 
     /// The number of rows, as SeaORM's `PaginatorTrait::count`.
@@ -205,6 +219,7 @@ impl<E: EntityTrait> RoutedSelect<E> {
         E::Model: Sync,
     {
         let q = self.select.clone();
-        self.run(db, "count", q, |s, c| async move { s.count(&c).await }).await
+        self.run(db, "count", q, |s, c| async move { s.count(&c).await })
+            .await
     }
 }

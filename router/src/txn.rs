@@ -6,8 +6,8 @@ use crate::conn::Db;
 use crate::scope;
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
-    QueryResult, Statement, StatementBuilder, TransactionError, TransactionOptions, TransactionSession,
-    TransactionTrait,
+    QueryResult, Statement, StatementBuilder, TransactionError, TransactionOptions,
+    TransactionSession, TransactionTrait,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -25,7 +25,9 @@ pub struct DbTransaction {
 
 impl std::fmt::Debug for DbTransaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DbTransaction").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("DbTransaction")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,7 +75,11 @@ impl TransactionSession for DbTransaction {
     async fn commit(self) -> Result<(), DbErr> {
         self.inner.commit().await?;
         if self.root {
-            let tables = self.written.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default();
+            let tables = self
+                .written
+                .lock()
+                .map(|mut w| std::mem::take(&mut *w))
+                .unwrap_or_default();
             if !tables.is_empty() {
                 self.db.after_write(&tables).await;
             }
@@ -134,7 +140,8 @@ impl ConnectionTrait for DbTransaction {
 /// Runs `callback` in `txn`, then commits on `Ok` and rolls back on `Err`.
 async fn run<F, T, E>(txn: DbTransaction, callback: F) -> Result<T, TransactionError<E>>
 where
-    F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+    F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        + Send,
     T: Send,
     E: std::fmt::Display + std::fmt::Debug + Send,
 {
@@ -164,16 +171,26 @@ impl TransactionTrait for DbTransaction {
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<DbTransaction, DbErr> {
-        Ok(self.nested(self.inner.begin_with_config(isolation_level, access_mode).await?))
+        Ok(self.nested(
+            self.inner
+                .begin_with_config(isolation_level, access_mode)
+                .await?,
+        ))
     }
 
-    async fn begin_with_options(&self, options: TransactionOptions) -> Result<DbTransaction, DbErr> {
+    async fn begin_with_options(
+        &self,
+        options: TransactionOptions,
+    ) -> Result<DbTransaction, DbErr> {
         Ok(self.nested(self.inner.begin_with_options(options).await?))
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+        F: for<'c> FnOnce(
+                &'c DbTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
@@ -188,7 +205,10 @@ impl TransactionTrait for DbTransaction {
         access_mode: Option<AccessMode>,
     ) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+        F: for<'c> FnOnce(
+                &'c DbTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
@@ -213,16 +233,26 @@ impl TransactionTrait for Db {
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<DbTransaction, DbErr> {
-        Ok(self.wrap(self.primary().begin_with_config(isolation_level, access_mode).await?))
+        Ok(self.wrap(
+            self.primary()
+                .begin_with_config(isolation_level, access_mode)
+                .await?,
+        ))
     }
 
-    async fn begin_with_options(&self, options: TransactionOptions) -> Result<DbTransaction, DbErr> {
+    async fn begin_with_options(
+        &self,
+        options: TransactionOptions,
+    ) -> Result<DbTransaction, DbErr> {
         Ok(self.wrap(self.primary().begin_with_options(options).await?))
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+        F: for<'c> FnOnce(
+                &'c DbTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
@@ -237,7 +267,10 @@ impl TransactionTrait for Db {
         access_mode: Option<AccessMode>,
     ) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+        F: for<'c> FnOnce(
+                &'c DbTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {

@@ -15,7 +15,8 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 /// Serializes fault injection against everything else in one test binary.
-static CLUSTER_LOCK: LazyLock<tokio::sync::RwLock<()>> = LazyLock::new(|| tokio::sync::RwLock::new(()));
+static CLUSTER_LOCK: LazyLock<tokio::sync::RwLock<()>> =
+    LazyLock::new(|| tokio::sync::RwLock::new(()));
 
 /// The cluster's addresses.
 #[derive(Debug, Clone)]
@@ -56,7 +57,9 @@ pub enum Guard {
 /// The cluster, or `None` (with a printed reason) when it is not configured
 /// and not required.
 pub fn cluster() -> Option<Cluster> {
-    let primary = std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres"));
+    let primary = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"));
     let replicas = std::env::var("READ_REPLICA_URLS").ok();
     let redis = std::env::var("REDIS_URL").ok();
     let script = std::env::var("SEAWAY_CLUSTER").ok();
@@ -69,7 +72,9 @@ pub fn cluster() -> Option<Cluster> {
         }),
         _ => {
             if std::env::var("SEAWAY_REQUIRE_CLUSTER").is_ok_and(|v| v == "1") {
-                panic!("the test cluster is required (SEAWAY_REQUIRE_CLUSTER=1) but its environment is missing: run scripts/test.sh");
+                panic!(
+                    "the test cluster is required (SEAWAY_REQUIRE_CLUSTER=1) but its environment is missing: run scripts/test.sh"
+                );
             }
             eprintln!(
                 "SKIPPED: needs the PostgreSQL primary + replicas + Redis cluster; run scripts/test.sh (plain `cargo test` skips these)"
@@ -126,13 +131,17 @@ impl Cluster {
     /// until every replica has it.
     pub async fn fresh_db(&self, test: &str) -> TestDb {
         let name = format!("t_{}_{:08x}", test, rand::random::<u32>());
-        let admin = Database::connect(&self.primary).await.expect("connect primary");
+        let admin = Database::connect(&self.primary)
+            .await
+            .expect("connect primary");
         admin
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create database");
         let primary_url = with_db(&self.primary, &name);
-        let db = Database::connect(&primary_url).await.expect("connect test db");
+        let db = Database::connect(&primary_url)
+            .await
+            .expect("connect test db");
         Migrator::up(&db, None).await.expect("migrate");
         let replica_urls: Vec<String> = self.replicas.iter().map(|r| with_db(r, &name)).collect();
         for r in &replica_urls {
@@ -178,7 +187,9 @@ impl TestDb {
 
     /// A plain connection to replica `i` (0-based).
     pub async fn replica(&self, i: usize) -> DatabaseConnection {
-        Database::connect(&self.replica_urls[i]).await.expect("replica")
+        Database::connect(&self.replica_urls[i])
+            .await
+            .expect("replica")
     }
 }
 
@@ -235,7 +246,12 @@ pub async fn insert_profile<C: ConnectionTrait>(c: &C, username: &str) -> i64 {
 }
 
 /// Inserts a story by `author` through `c`, returning its id.
-pub async fn insert_story<C: ConnectionTrait>(c: &C, author: i64, title: &str, published: bool) -> i64 {
+pub async fn insert_story<C: ConnectionTrait>(
+    c: &C,
+    author: i64,
+    title: &str,
+    published: bool,
+) -> i64 {
     use sea_orm::{ActiveModelTrait, Set};
     let now = chrono::Utc::now();
     entity::story::ActiveModel {

@@ -5,10 +5,10 @@ use crate::extract::{Params, Path, Query, parse_id};
 use crate::routes::profiles::{counts, find};
 use crate::state::AppState;
 use crate::wire;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
 use chrono::Utc;
 use entity::prelude::*;
 use entity::{follow, profile, story};
@@ -24,7 +24,10 @@ use std::collections::HashMap;
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/profiles/{id}/following/{target_id}", post(follow).delete(unfollow))
+        .route(
+            "/profiles/{id}/following/{target_id}",
+            post(follow).delete(unfollow),
+        )
         .route("/profiles/{id}/followers", get(followers))
         .route("/profiles/{id}/following", get(following))
         .route("/profiles/{id}/feed", get(feed))
@@ -46,7 +49,10 @@ async fn follow(
 ) -> Result<(StatusCode, axum::Json<Followed>), ApiError> {
     let (id, target) = ids(&raw)?;
     if id == target {
-        return Err(ApiError::unprocessable("a profile cannot follow itself", Some("target_id")));
+        return Err(ApiError::unprocessable(
+            "a profile cannot follow itself",
+            Some("target_id"),
+        ));
     }
     let row = follow::ActiveModel {
         follower_id: Set(id),
@@ -60,7 +66,9 @@ async fn follow(
         .exec_without_returning(&s.db)
         .await
         .map_err(|e| match e.sql_err() {
-            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => ApiError::not_found("profile"),
+            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
+                ApiError::not_found("profile")
+            }
             _ => e.into(),
         })?;
     let status = match inserted {
@@ -82,7 +90,10 @@ async fn follow(
     ))
 }
 
-async fn unfollow(State(s): State<AppState>, Path(raw): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn unfollow(
+    State(s): State<AppState>,
+    Path(raw): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     let (id, target) = ids(&raw)?;
     Follow::delete_many()
         .filter(follow::Column::FollowerId.eq(id))
@@ -122,7 +133,14 @@ async fn followers(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<wire::List<wire::Profile>>, ApiError> {
     // profiles.id = follows.follower_id, for follows of `id`
-    people(s, raw, q, follow::Relation::Follower, follow::Column::FollowingId).await
+    people(
+        s,
+        raw,
+        q,
+        follow::Relation::Follower,
+        follow::Column::FollowingId,
+    )
+    .await
 }
 
 async fn following(
@@ -130,7 +148,14 @@ async fn following(
     Path(raw): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<wire::List<wire::Profile>>, ApiError> {
-    people(s, raw, q, follow::Relation::Following, follow::Column::FollowerId).await
+    people(
+        s,
+        raw,
+        q,
+        follow::Relation::Following,
+        follow::Column::FollowerId,
+    )
+    .await
 }
 
 async fn feed(

@@ -1,11 +1,11 @@
 //! `/health`, `/stats`, `/metrics`.
 
 use crate::state::AppState;
+use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use serde_json::json;
 use std::sync::OnceLock;
 
@@ -19,7 +19,11 @@ pub fn router() -> Router<AppState> {
 
 async fn health(State(s): State<AppState>) -> impl IntoResponse {
     let h = s.db.health().await;
-    let status = if h.degraded() || !h.primary_healthy { "degraded" } else { "ok" };
+    let status = if h.degraded() || !h.primary_healthy {
+        "degraded"
+    } else {
+        "ok"
+    };
     let body = json!({
         "status": status,
         "primary": {"healthy": h.primary_healthy},
@@ -29,7 +33,11 @@ async fn health(State(s): State<AppState>) -> impl IntoResponse {
             "l2": {"enabled": h.cache.l2_enabled, "healthy": h.cache.l2_healthy},
         },
     });
-    let code = if h.primary_healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if h.primary_healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, axum::Json(body))
 }
 
@@ -56,9 +64,14 @@ async fn stats(State(s): State<AppState>) -> impl IntoResponse {
 
 /// The Prometheus recorder, installed once per process.
 fn recorder() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle> {
-    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = OnceLock::new();
+    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        OnceLock::new();
     HANDLE
-        .get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok()
+        })
         .as_ref()
 }
 
@@ -86,10 +99,14 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     g("seaway_cache_hit_rate", c.hit_rate);
     g("seaway_cache_invalidations", c.invalidations as f64);
     g("seaway_cache_l1_entries", c.l1_entries as f64);
-    g("seaway_primary_healthy", f64::from(u8::from(h.primary_healthy)));
+    g(
+        "seaway_primary_healthy",
+        f64::from(u8::from(h.primary_healthy)),
+    );
     for rep in &h.replicas {
         let name = rep.name.clone();
-        metrics::gauge!("seaway_replica_healthy", "replica" => name.clone()).set(f64::from(u8::from(rep.healthy)));
+        metrics::gauge!("seaway_replica_healthy", "replica" => name.clone())
+            .set(f64::from(u8::from(rep.healthy)));
         metrics::gauge!("seaway_replica_lag_ms", "replica" => name.clone()).set(rep.lag_ms as f64);
         metrics::gauge!("seaway_replica_lag_bytes", "replica" => name).set(rep.lag_bytes as f64);
     }

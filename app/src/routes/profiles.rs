@@ -4,17 +4,17 @@ use crate::error::ApiError;
 use crate::extract::{Json, Path, check_text, check_username, parse_id};
 use crate::state::AppState;
 use crate::wire;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
 use chrono::Utc;
 use entity::prelude::*;
 use entity::{follow, profile, story};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
-use seaway::prelude::*;
 use seaway::Db;
+use seaway::prelude::*;
 use serde::Deserialize;
 
 /// The routes of this module.
@@ -80,7 +80,10 @@ pub(crate) async fn find(db: &Db, id: i64) -> Result<profile::Model, ApiError> {
         .ok_or_else(|| ApiError::not_found("profile"))
 }
 
-async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<wire::Profile>, ApiError> {
+async fn show(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<wire::Profile>, ApiError> {
     let id = parse_id(&id, "id")?;
     Ok(axum::Json(find(&s.db, id).await?.into()))
 }
@@ -146,7 +149,10 @@ pub(crate) async fn counts(db: &Db, id: i64) -> Result<wire::Stats, ApiError> {
     })
 }
 
-async fn stats(State(s): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<wire::Stats>, ApiError> {
+async fn stats(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<wire::Stats>, ApiError> {
     let id = parse_id(&id, "id")?;
     find(&s.db, id).await?;
     Ok(axum::Json(counts(&s.db, id).await?))

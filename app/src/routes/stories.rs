@@ -4,17 +4,17 @@ use crate::error::ApiError;
 use crate::extract::{Json, Params, Path, Query, check_text, double_option, parse_id};
 use crate::state::AppState;
 use crate::wire;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
 use chrono::Utc;
 use entity::prelude::*;
 use entity::story;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, NullOrdering, Order};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
-    Set, SqlErr, TransactionSession, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set, SqlErr, TransactionSession, TransactionTrait,
 };
 use seaway::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -66,7 +66,10 @@ async fn create(
     Json(n): Json<NewStory>,
 ) -> Result<(StatusCode, axum::Json<wire::Story>), ApiError> {
     if n.author_id <= 0 {
-        return Err(ApiError::unprocessable("author_id must be a positive integer", Some("author_id")));
+        return Err(ApiError::unprocessable(
+            "author_id must be a positive integer",
+            Some("author_id"),
+        ));
     }
     check_text(&n.title, "title", 200, false)?;
     check_text(&n.body, "body", MAX_BODY, true)?;
@@ -96,7 +99,10 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(model.into())))
 }
 
-async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<wire::Story>, ApiError> {
+async fn show(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<wire::Story>, ApiError> {
     let id = parse_id(&id, "id")?;
     Story::find_by_id(id)
         .using_replica()
@@ -174,14 +180,23 @@ struct Views {
     view_count: i64,
 }
 
-async fn view(State(s): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Views>, ApiError> {
+async fn view(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Views>, ApiError> {
     let id = parse_id(&id, "id")?;
     let rows = Story::update_many()
-        .col_expr(story::Column::ViewCount, Expr::col(story::Column::ViewCount).add(1))
+        .col_expr(
+            story::Column::ViewCount,
+            Expr::col(story::Column::ViewCount).add(1),
+        )
         .filter(story::Column::Id.eq(id))
         .exec_with_returning(&s.db)
         .await?;
-    let m = rows.into_iter().next().ok_or_else(|| ApiError::not_found("story"))?;
+    let m = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("story"))?;
     Ok(axum::Json(Views {
         id: m.id,
         view_count: m.view_count,
@@ -219,7 +234,8 @@ async fn list(
     if let Some(text) = p.text("q", 200)? {
         let pattern = format!("%{}%", like_escape(&text.to_lowercase()));
         select = select.filter(
-            Expr::expr(Func::lower(Expr::col(story::Column::Title))).like(LikeExpr::new(pattern).escape('\\')),
+            Expr::expr(Func::lower(Expr::col(story::Column::Title)))
+                .like(LikeExpr::new(pattern).escape('\\')),
         );
     }
     select = match p.text("order", 20)?.unwrap_or("recent") {
@@ -230,7 +246,10 @@ async fn list(
             .order_by_desc(story::Column::ViewCount)
             .order_by_desc(story::Column::Id),
         _ => {
-            return Err(ApiError::bad_request("order must be recent or trending", Some("order")));
+            return Err(ApiError::bad_request(
+                "order must be recent or trending",
+                Some("order"),
+            ));
         }
     };
     let rows = select

@@ -59,7 +59,11 @@ pub(crate) struct Decoded<V> {
 impl<V> Decoded<V> {
     pub(crate) fn versions_match(&self, tags: &[Tag], remote: &[(u64, u64)]) -> bool {
         self.versions.len() == tags.len()
-            && self.versions.iter().zip(remote).all(|(mine, (theirs, _))| mine == theirs)
+            && self
+                .versions
+                .iter()
+                .zip(remote)
+                .all(|(mine, (theirs, _))| mine == theirs)
     }
 }
 
@@ -141,7 +145,12 @@ impl L2 {
             && let Ok(mut g) = self.open_until.lock()
         {
             if g.is_none() {
-                tracing::warn!(error = err, op = what, "redis failing: skipping it for {:?}", self.backoff);
+                tracing::warn!(
+                    error = err,
+                    op = what,
+                    "redis failing: skipping it for {:?}",
+                    self.backoff
+                );
             }
             *g = Some(Instant::now() + self.backoff);
         }
@@ -182,9 +191,15 @@ impl L2 {
             return None;
         }
         let num = |v: &redis::Value| -> u64 {
-            redis::from_redis_value_ref::<Option<u64>>(v).ok().flatten().unwrap_or(0)
+            redis::from_redis_value_ref::<Option<u64>>(v)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
         };
-        let versions = reply[1..].chunks(2).map(|c| (num(&c[0]), num(&c[1]))).collect();
+        let versions = reply[1..]
+            .chunks(2)
+            .map(|c| (num(&c[0]), num(&c[1])))
+            .collect();
         let entry = match reply.swap_remove(0) {
             redis::Value::BulkString(b) => Some(b),
             _ => None,
@@ -193,7 +208,15 @@ impl L2 {
     }
 
     /// Stores an entry in the background: a request never waits for it.
-    pub(crate) fn put(self: &Arc<Self>, key: u128, tags: &[Tag], versions: &[u64], fresh: Lsn, ttl: Duration, payload: Vec<u8>) {
+    pub(crate) fn put(
+        self: &Arc<Self>,
+        key: u128,
+        tags: &[Tag],
+        versions: &[u64],
+        fresh: Lsn,
+        ttl: Duration,
+        payload: Vec<u8>,
+    ) {
         debug_assert_eq!(tags.len(), versions.len());
         if !self.allowed() {
             return;
@@ -203,7 +226,9 @@ impl L2 {
             versions: versions.to_vec(),
             payload,
         };
-        let Ok(bytes) = postcard::to_allocvec(&env) else { return };
+        let Ok(bytes) = postcard::to_allocvec(&env) else {
+            return;
+        };
         let mut p = redis::pipe();
         p.cmd("SET")
             .arg(self.entry_key(key))
@@ -225,7 +250,10 @@ impl L2 {
             p.cmd("INCR").arg(format!("{}:tv:{t}", self.prefix));
         }
         for t in tags {
-            p.cmd("SET").arg(format!("{}:tl:{t}", self.prefix)).arg(lsn.0).ignore();
+            p.cmd("SET")
+                .arg(format!("{}:tl:{t}", self.prefix))
+                .arg(lsn.0)
+                .ignore();
         }
         let versions: Vec<u64> = self.call("invalidate", &p).await?;
         let mut msg = format!("{:x}\n", self.instance);
@@ -240,7 +268,10 @@ impl L2 {
 }
 
 /// Parses a channel message: `(instance, [(table, version, lsn)])`.
-fn parse_message(payload: &str) -> Option<(u64, Vec<(String, u64, u64)>)> {
+/// `(table, version, lsn)` announced on the channel.
+type Update = (String, u64, u64);
+
+fn parse_message(payload: &str) -> Option<(u64, Vec<Update>)> {
     let mut lines = payload.lines();
     let instance = u64::from_str_radix(lines.next()?, 16).ok()?;
     let mut out = Vec::new();
@@ -295,7 +326,9 @@ pub(crate) fn spawn_bus(l2: Arc<L2>, cache: Weak<QueryCache>) {
                         }
                     }
                 }
-                tracing::warn!("cache invalidation channel lost: L1 emptied, short TTL until it is back");
+                tracing::warn!(
+                    "cache invalidation channel lost: L1 emptied, short TTL until it is back"
+                );
             }
             if let Some(c) = cache.upgrade() {
                 c.set_bus_up(false);
@@ -314,7 +347,10 @@ mod tests {
     fn messages_round_trip() {
         let (i, u) = parse_message("ff\n3 100 stories\n4 100 follows\n").expect("parse");
         assert_eq!(i, 255);
-        assert_eq!(u, vec![("stories".into(), 3, 100), ("follows".into(), 4, 100)]);
+        assert_eq!(
+            u,
+            vec![("stories".into(), 3, 100), ("follows".into(), 4, 100)]
+        );
         assert!(parse_message("zz\n").is_none());
         assert!(parse_message("1\nx y z\n").is_none());
     }

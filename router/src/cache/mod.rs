@@ -158,7 +158,10 @@ pub(crate) struct QueryCache {
 }
 
 impl QueryCache {
-    pub(crate) fn new(config: &Config, catchup: Arc<crate::replica::Catchup>) -> Result<Arc<Self>, crate::Error> {
+    pub(crate) fn new(
+        config: &Config,
+        catchup: Arc<crate::replica::Catchup>,
+    ) -> Result<Arc<Self>, crate::Error> {
         let l1 = moka::future::Cache::builder()
             .max_capacity(config.l1_max_bytes)
             .weigher(|_k: &u128, e: &Arc<Entry>| e.weight)
@@ -268,7 +271,9 @@ impl QueryCache {
         // another type): load our own, uncoalesced.
         match load.take() {
             Some(load) => {
-                let own = self.miss::<V, F, Fut>(key, &tags, ttl, min_lsn, load).await?;
+                let own = self
+                    .miss::<V, F, Fut>(key, &tags, ttl, min_lsn, load)
+                    .await?;
                 let v = own
                     .value
                     .downcast_ref::<V>()
@@ -300,12 +305,22 @@ impl QueryCache {
             self.sync_versions(tags, &found.versions);
             if let Some(bytes) = found.entry {
                 match l2::decode_entry::<V>(&bytes) {
-                    Some(e) if e.fresh_lsn >= min_lsn.0 && e.versions_match(tags, &found.versions) => {
+                    Some(e)
+                        if e.fresh_lsn >= min_lsn.0 && e.versions_match(tags, &found.versions) =>
+                    {
                         self.counters.l2_hits.fetch_add(1, Relaxed);
                         metrics::counter!("seaway_cache_l2_hits_total").increment(1);
                         let value: Arc<dyn Any + Send + Sync> = Arc::new(e.value);
-                        self.put_l1(key, tags, &e.versions, Lsn(e.fresh_lsn), ttl, value.clone(), bytes.len())
-                            .await;
+                        self.put_l1(
+                            key,
+                            tags,
+                            &e.versions,
+                            Lsn(e.fresh_lsn),
+                            ttl,
+                            value.clone(),
+                            bytes.len(),
+                        )
+                        .await;
                         return Ok(Loaded {
                             value,
                             outcome: CacheOutcome::HitL2,
@@ -344,7 +359,8 @@ impl QueryCache {
                     if let Some(l2) = &self.l2 {
                         l2.put(key, tags, &versions, fresh, ttl, payload);
                     }
-                    self.put_l1(key, tags, &versions, fresh, ttl, stored.clone(), size).await;
+                    self.put_l1(key, tags, &versions, fresh, ttl, stored.clone(), size)
+                        .await;
                 }
                 Err(e) => tracing::warn!(error = %e, "cache value does not encode; not cached"),
             }
@@ -367,7 +383,11 @@ impl QueryCache {
         value: Arc<dyn Any + Send + Sync>,
         size: usize,
     ) {
-        let ttl = if self.bus_up.load(Relaxed) { ttl } else { ttl.min(SHORT_TTL) };
+        let ttl = if self.bus_up.load(Relaxed) {
+            ttl
+        } else {
+            ttl.min(SHORT_TTL)
+        };
         let entry = Entry {
             value,
             versions: tags.iter().cloned().zip(versions.iter().copied()).collect(),
@@ -416,7 +436,9 @@ impl QueryCache {
         } else {
             tables.iter().map(|t| t.to_string()).collect()
         };
-        self.counters.invalidations.fetch_add(tags.len() as u64, Relaxed);
+        self.counters
+            .invalidations
+            .fetch_add(tags.len() as u64, Relaxed);
         metrics::counter!("seaway_cache_invalidations_total").increment(tags.len() as u64);
         // Local first, so this instance never serves its own stale entry.
         self.bump_local(&tags, lsn);
@@ -457,12 +479,17 @@ impl QueryCache {
             Ok(mut p) if !p.is_empty() => p.drain().collect(),
             _ => return,
         };
-        let lsn = Lsn(
-            self.tags
-                .read()
-                .map(|t| tags.iter().filter_map(|x| t.get(x)).map(|s| s.lsn).max().unwrap_or(0))
-                .unwrap_or(0),
-        );
+        let lsn = Lsn(self
+            .tags
+            .read()
+            .map(|t| {
+                tags.iter()
+                    .filter_map(|x| t.get(x))
+                    .map(|s| s.lsn)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0));
         if let Some(l2) = &self.l2 {
             match l2.invalidate(&tags, lsn).await {
                 Some(versions) => self.apply_remote(
@@ -538,7 +565,12 @@ mod tests {
         let a = Statement::from_sql_and_values(DbBackend::Postgres, "SELECT $1", [1i64.into()]);
         let b = Statement::from_sql_and_values(DbBackend::Postgres, "SELECT $1", [2i64.into()]);
         let c = Statement::from_sql_and_values(DbBackend::Sqlite, "SELECT $1", [1i64.into()]);
-        let keys = [key_of("all", &a), key_of("all", &b), key_of("all", &c), key_of("count", &a)];
+        let keys = [
+            key_of("all", &a),
+            key_of("all", &b),
+            key_of("all", &c),
+            key_of("count", &a),
+        ];
         for i in 0..keys.len() {
             for j in i + 1..keys.len() {
                 assert_ne!(keys[i], keys[j], "{i} vs {j}");
@@ -552,9 +584,21 @@ mod tests {
     }
 
     async fn load_n(c: &Arc<QueryCache>, key: u128, n: i64, replay: Lsn) -> (i64, CacheOutcome) {
-        c.get_or_load(key, || vec![Tag::Borrowed("stories")], None, Lsn::ZERO, || async move {
-            Ok((n, Source { replay_lsn: replay, fresh_lsn: Lsn::ZERO }))
-        })
+        c.get_or_load(
+            key,
+            || vec![Tag::Borrowed("stories")],
+            None,
+            Lsn::ZERO,
+            || async move {
+                Ok((
+                    n,
+                    Source {
+                        replay_lsn: replay,
+                        fresh_lsn: Lsn::ZERO,
+                    },
+                ))
+            },
+        )
         .await
         .expect("load")
     }
@@ -565,11 +609,19 @@ mod tests {
         assert_eq!(load_n(&c, 1, 10, Lsn::MAX).await, (10, CacheOutcome::Miss));
         assert_eq!(load_n(&c, 1, 11, Lsn::MAX).await, (10, CacheOutcome::HitL1));
         c.invalidate(&[Tag::Borrowed("profiles")], Lsn(5)).await;
-        assert_eq!(load_n(&c, 1, 12, Lsn::MAX).await, (10, CacheOutcome::HitL1), "other table");
+        assert_eq!(
+            load_n(&c, 1, 12, Lsn::MAX).await,
+            (10, CacheOutcome::HitL1),
+            "other table"
+        );
         c.invalidate(&[Tag::Borrowed("stories")], Lsn(6)).await;
         assert_eq!(load_n(&c, 1, 13, Lsn::MAX).await, (13, CacheOutcome::Miss));
         c.invalidate(&[], Lsn(7)).await;
-        assert_eq!(load_n(&c, 1, 14, Lsn::MAX).await, (14, CacheOutcome::Miss), "unknown tables empty all");
+        assert_eq!(
+            load_n(&c, 1, 14, Lsn::MAX).await,
+            (14, CacheOutcome::Miss),
+            "unknown tables empty all"
+        );
     }
 
     #[tokio::test]
@@ -577,7 +629,11 @@ mod tests {
         let c = cache();
         c.invalidate(&[Tag::Borrowed("stories")], Lsn(100)).await;
         assert_eq!(load_n(&c, 2, 1, Lsn(99)).await, (1, CacheOutcome::Miss));
-        assert_eq!(load_n(&c, 2, 2, Lsn(100)).await, (2, CacheOutcome::Miss), "not stored before");
+        assert_eq!(
+            load_n(&c, 2, 2, Lsn(100)).await,
+            (2, CacheOutcome::Miss),
+            "not stored before"
+        );
         assert_eq!(load_n(&c, 2, 3, Lsn(100)).await, (2, CacheOutcome::HitL1));
         assert_eq!(c.counters.refused_lag.load(Relaxed), 1);
     }
@@ -587,9 +643,21 @@ mod tests {
         let c = cache();
         load_n(&c, 3, 1, Lsn::MAX).await;
         let (v, o) = c
-            .get_or_load(3, || vec![Tag::Borrowed("stories")], None, Lsn(50), || async {
-                Ok((2i64, Source { replay_lsn: Lsn::MAX, fresh_lsn: Lsn(50) }))
-            })
+            .get_or_load(
+                3,
+                || vec![Tag::Borrowed("stories")],
+                None,
+                Lsn(50),
+                || async {
+                    Ok((
+                        2i64,
+                        Source {
+                            replay_lsn: Lsn::MAX,
+                            fresh_lsn: Lsn(50),
+                        },
+                    ))
+                },
+            )
             .await
             .expect("load");
         assert_eq!((v, o), (2, CacheOutcome::Miss));
@@ -604,11 +672,23 @@ mod tests {
                 let c = c.clone();
                 let loads = loads.clone();
                 tokio::spawn(async move {
-                    c.get_or_load(9, || vec![Tag::Borrowed("stories")], None, Lsn::ZERO, || async move {
-                        loads.fetch_add(1, Relaxed);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok((7i64, Source { replay_lsn: Lsn::MAX, fresh_lsn: Lsn::ZERO }))
-                    })
+                    c.get_or_load(
+                        9,
+                        || vec![Tag::Borrowed("stories")],
+                        None,
+                        Lsn::ZERO,
+                        || async move {
+                            loads.fetch_add(1, Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok((
+                                7i64,
+                                Source {
+                                    replay_lsn: Lsn::MAX,
+                                    fresh_lsn: Lsn::ZERO,
+                                },
+                            ))
+                        },
+                    )
                     .await
                 })
             })
