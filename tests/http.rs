@@ -1,1 +1,1049 @@
-//! HTTP contract tests (filled below).
+//! The service against API.md: every endpoint's shapes, statuses, headers,
+//! ordering and counts, on the embedded SQLite default and on the PostgreSQL
+//! primary + replicas + Redis; a table of bad inputs that change nothing; and
+//! read-after-write through HTTP under replication lag.
+
+use app::{AppConfig, AppState};
+use axum::Router;
+use axum::body::Body;
+use http::{HeaderMap, Method, Request, StatusCode};
+use rstest::rstest;
+use sea_orm::EntityTrait;
+use seaway::Db;
+use seaway_tests::cluster;
+use serde_json::{Value, json};
+use std::sync::Mutex;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// A client of one service instance that, like a careful client, sends back
+/// the consistency token of its last write.
+struct Client {
+    router: Router,
+    db: Db,
+    token: Mutex<Option<String>>,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Client {
+    fn new(state: AppState) -> Self {
+        Self {
+            db: state.db.clone(),
+            router: app::router(state),
+            token: Mutex::new(None),
+        }
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        content_type: Option<&str>,
+        token: Option<&str>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        if let Some(t) = token {
+            req = req.header("x-consistency-token", t);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(body).expect("request"))
+            .await
+            .expect("response");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), 4 << 20)
+            .await
+            .expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        if let Some(t) = headers
+            .get("x-consistency-token")
+            .and_then(|v| v.to_str().ok())
+        {
+            *self.token.lock().expect("lock") = Some(t.to_owned());
+        }
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            panic!("{status} for {path}: {body}");
+        }
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let token = self.token.lock().expect("lock").clone();
+        let (b, ct) = match body {
+            Some(v) => (Body::from(v.to_string()), Some("application/json")),
+            None => (Body::empty(), None),
+        };
+        self.raw(method, path, b, ct, token.as_deref()).await
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    k.sort();
+    k
+}
+
+fn ids(list: &Value) -> Vec<i64> {
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["id"].as_i64().expect("id"))
+        .collect()
+}
+
+async fn sqlite_client() -> Client {
+    let dir = std::env::temp_dir().join(format!("seaway-http-{:x}", rand::random::<u64>()));
+    let cfg = AppConfig {
+        seaway: seaway::Config::builder()
+            .database_url(format!("sqlite://{}/s.db?mode=rwc", dir.display()))
+            .build(),
+        listen_addr: "127.0.0.1:0".parse().expect("addr"),
+    };
+    Client::new(app::connect(&cfg).await.expect("connect"))
+}
+
+async fn pg_client(t: &seaway_tests::TestDb, max_lag: Duration) -> Client {
+    let cfg = AppConfig {
+        seaway: t.config().max_replica_lag(max_lag).build(),
+        listen_addr: "127.0.0.1:0".parse().expect("addr"),
+    };
+    Client::new(app::connect(&cfg).await.expect("connect"))
+}
+
+const PROFILE_KEYS: [&str; 6] = [
+    "bio",
+    "created_at",
+    "display_name",
+    "id",
+    "updated_at",
+    "username",
+];
+const STORY_KEYS: [&str; 11] = [
+    "author_id",
+    "body",
+    "created_at",
+    "featured",
+    "genre",
+    "id",
+    "published",
+    "published_at",
+    "title",
+    "updated_at",
+    "view_count",
+];
+const STATS_KEYS: [&str; 4] = [
+    "follower_count",
+    "following_count",
+    "published_story_count",
+    "story_count",
+];
+
+async fn contract(c: &Client) {
+    // profiles
+    let ann = c
+        .post(
+            "/profiles",
+            json!({"username": "ann", "display_name": "Ann", "bio": "hi"}),
+        )
+        .await;
+    assert_eq!(ann.status, StatusCode::CREATED, "{}", ann.body);
+    assert_eq!(keys(&ann.body), PROFILE_KEYS);
+    assert!(
+        ann.header("x-consistency-token").is_some(),
+        "a write issues a token"
+    );
+    assert_eq!(ann.header("x-db-route"), Some("primary"));
+    let ts = ann.body["created_at"].as_str().expect("ts");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(ts).is_ok() && ts.ends_with('Z'),
+        "RFC 3339 UTC: {ts}"
+    );
+    let a = ann.body["id"].as_i64().expect("id");
+    let b = c
+        .post(
+            "/profiles",
+            json!({"username": "bob", "display_name": "Bob"}),
+        )
+        .await
+        .body["id"]
+        .as_i64()
+        .expect("id");
+    let cc = c
+        .post(
+            "/profiles",
+            json!({"username": "cat", "display_name": "Cat"}),
+        )
+        .await
+        .body["id"]
+        .as_i64()
+        .expect("id");
+    assert_eq!(
+        c.post(
+            "/profiles",
+            json!({"username": "bob", "display_name": "B2"})
+        )
+        .await
+        .status,
+        StatusCode::CONFLICT
+    );
+    let got = c.get(&format!("/profiles/{a}")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["bio"], "hi");
+    assert!(
+        got.header("x-db-route").is_some() && got.header("x-cache").is_some(),
+        "a read says where from"
+    );
+    assert_eq!(
+        c.get("/profiles/999999").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let patched = c
+        .call(
+            Method::PATCH,
+            &format!("/profiles/{a}"),
+            Some(json!({"display_name": "Ann B."})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK);
+    assert_eq!(
+        (
+            patched.body["display_name"].as_str(),
+            patched.body["bio"].as_str()
+        ),
+        (Some("Ann B."), Some("hi"))
+    );
+    assert_eq!(
+        c.get(&format!("/profiles/{a}")).await.body["display_name"],
+        "Ann B.",
+        "the change is read back"
+    );
+
+    // stories
+    let mk = |author: i64, title: &str, genre: Option<&str>, published: bool| json!({"author_id": author, "title": title, "body": "text", "genre": genre, "published": published});
+    let s1 = c
+        .post("/stories", mk(b, "Night River", Some("fantasy"), true))
+        .await;
+    assert_eq!(s1.status, StatusCode::CREATED, "{}", s1.body);
+    assert_eq!(keys(&s1.body), STORY_KEYS);
+    assert!(
+        s1.body["published_at"].is_string(),
+        "published_at set on publish"
+    );
+    let s1 = s1.body["id"].as_i64().expect("id");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let s2 = c
+        .post("/stories", mk(b, "Copper Lantern", None, true))
+        .await
+        .body["id"]
+        .as_i64()
+        .expect("id");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let s3 = c
+        .post("/stories", mk(cc, "river of echoes", Some("poetry"), true))
+        .await
+        .body["id"]
+        .as_i64()
+        .expect("id");
+    let draft = c.post("/stories", mk(b, "Draft", None, false)).await;
+    assert!(draft.body["published_at"].is_null());
+    let draft = draft.body["id"].as_i64().expect("id");
+    assert_eq!(
+        c.post("/stories", mk(999_999, "x", None, false))
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        c.get(&format!("/stories/{s1}")).await.body["title"],
+        "Night River"
+    );
+
+    let p = c
+        .call(
+            Method::PATCH,
+            &format!("/stories/{draft}"),
+            Some(json!({"published": true, "featured": true, "genre": "mystery"})),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(
+        p.body["published_at"].is_string()
+            && p.body["featured"] == true
+            && p.body["genre"] == "mystery"
+    );
+    let p = c
+        .call(
+            Method::PATCH,
+            &format!("/stories/{draft}"),
+            Some(json!({"genre": null})),
+        )
+        .await;
+    assert!(p.body["genre"].is_null(), "null clears the genre");
+    for _ in 0..3 {
+        let v = c
+            .call(Method::POST, &format!("/stories/{s2}/views"), None)
+            .await;
+        assert_eq!(v.status, StatusCode::OK);
+    }
+    let v = c
+        .call(Method::POST, &format!("/stories/{s2}/views"), None)
+        .await;
+    assert_eq!(v.body, json!({"id": s2, "view_count": 4}));
+    assert_eq!(
+        c.call(Method::POST, "/stories/999999/views", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // listing, search, order, pagination
+    let all = c.get("/stories?published=true").await;
+    assert_eq!(keys(&all.body), ["items", "limit", "offset"]);
+    assert_eq!(
+        (all.body["limit"].as_i64(), all.body["offset"].as_i64()),
+        (Some(20), Some(0))
+    );
+    assert_eq!(
+        ids(&all.body),
+        vec![draft, s3, s2, s1],
+        "recent: newest published_at first"
+    );
+    assert_eq!(
+        ids(&c.get("/stories?published=false").await.body),
+        Vec::<i64>::new()
+    );
+    let trending = c.get("/stories?order=trending&published=true").await;
+    assert_eq!(ids(&trending.body)[0], s2, "trending: most viewed first");
+    assert_eq!(
+        ids(&c.get("/stories?q=RIVER").await.body),
+        vec![s3, s1],
+        "case-insensitive title search"
+    );
+    assert_eq!(
+        ids(&c.get("/stories?q=50%25").await.body),
+        Vec::<i64>::new(),
+        "% is literal"
+    );
+    assert_eq!(ids(&c.get("/stories?genre=poetry").await.body), vec![s3]);
+    assert_eq!(
+        ids(&c.get(&format!("/stories?author_id={cc}")).await.body),
+        vec![s3]
+    );
+    let page = c.get("/stories?published=true&limit=2&offset=1").await;
+    assert_eq!(ids(&page.body), vec![s3, s2]);
+    assert_eq!(
+        (page.body["limit"].as_i64(), page.body["offset"].as_i64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(ids(&c.get("/stories/featured").await.body), vec![draft]);
+
+    // follows, lists, feed, stats
+    let f = c
+        .call(Method::POST, &format!("/profiles/{a}/following/{b}"), None)
+        .await;
+    assert_eq!(f.status, StatusCode::CREATED, "{}", f.body);
+    assert_eq!(
+        keys(&f.body["follow"]),
+        ["created_at", "follower_id", "following_id"]
+    );
+    assert_eq!(keys(&f.body["target_stats"]), STATS_KEYS);
+    assert_eq!(
+        f.body["target_stats"]["follower_count"], 1,
+        "target_stats read after the write"
+    );
+    assert_eq!(f.body["target_stats"]["story_count"], 3);
+    assert_eq!(f.body["target_stats"]["published_story_count"], 3);
+    let again = c
+        .call(Method::POST, &format!("/profiles/{a}/following/{b}"), None)
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "already following");
+    assert_eq!(
+        again.body["follow"]["created_at"],
+        f.body["follow"]["created_at"]
+    );
+    assert_eq!(
+        c.call(Method::POST, &format!("/profiles/{a}/following/{cc}"), None)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        c.call(Method::POST, &format!("/profiles/{cc}/following/{b}"), None)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        c.call(
+            Method::POST,
+            &format!("/profiles/{a}/following/999999"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    let mut followers = ids(&c.get(&format!("/profiles/{b}/followers")).await.body);
+    followers.sort();
+    assert_eq!(followers, vec![a, cc]);
+    let mut following = ids(&c.get(&format!("/profiles/{a}/following")).await.body);
+    following.sort();
+    assert_eq!(following, vec![b, cc]);
+    let feed = c.get(&format!("/profiles/{a}/feed")).await;
+    assert_eq!(
+        ids(&feed.body),
+        vec![draft, s3, s2, s1],
+        "feed: followed authors' published stories, newest first"
+    );
+    assert_eq!(
+        ids(&c
+            .get(&format!("/profiles/{a}/feed?limit=1&offset=1"))
+            .await
+            .body),
+        vec![s3]
+    );
+    let stats = c.get(&format!("/profiles/{a}/stats")).await;
+    assert_eq!(
+        stats.body,
+        json!({"story_count": 0, "published_story_count": 0, "follower_count": 0, "following_count": 2})
+    );
+    let del = c
+        .call(
+            Method::DELETE,
+            &format!("/profiles/{a}/following/{cc}"),
+            None,
+        )
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        ids(&c.get(&format!("/profiles/{a}/feed")).await.body),
+        vec![draft, s2, s1],
+        "unfollow updates the feed"
+    );
+
+    // delete
+    assert_eq!(
+        c.call(Method::DELETE, &format!("/stories/{s1}"), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.get(&format!("/stories/{s1}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.call(Method::DELETE, &format!("/stories/{s1}"), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // operations
+    let h = c.get("/health").await;
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(keys(&h.body), ["cache", "primary", "replicas", "status"]);
+    assert_eq!(h.body["status"], "ok", "{}", h.body);
+    assert_eq!(h.body["primary"]["healthy"], true);
+    for r in h.body["replicas"].as_array().expect("replicas") {
+        assert_eq!(
+            keys(r),
+            [
+                "consecutive_failures",
+                "healthy",
+                "lag_bytes",
+                "lag_ms",
+                "name"
+            ]
+        );
+    }
+    assert!(
+        h.body["cache"]["l1"]["entries"].is_u64() && h.body["cache"]["l2"]["enabled"].is_boolean()
+    );
+    let s = c.get("/stats").await;
+    assert_eq!(keys(&s.body), ["cache", "pools", "routing"]);
+    for k in [
+        "primary_reads",
+        "replica_reads",
+        "writes",
+        "sticky_reads",
+        "fallbacks",
+    ] {
+        assert!(s.body["routing"][k].is_u64(), "routing.{k}");
+    }
+    for k in ["hits", "misses"] {
+        assert!(s.body["cache"]["l1"][k].is_u64() && s.body["cache"]["l2"][k].is_u64());
+    }
+    assert!(s.body["cache"]["l2"]["errors"].is_u64() && s.body["cache"]["hit_rate"].is_number());
+    assert!(s.body["cache"]["invalidations"].as_u64().expect("inv") > 0);
+    assert!(s.body["pools"]["primary"]["size"].is_u64() && s.body["pools"]["replicas"].is_array());
+    let m = c.get("/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    let text = m.body.as_str().expect("text");
+    assert!(
+        text.contains("seaway_routing_writes") && text.contains("seaway_cache_hit_rate"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn contract_on_the_embedded_default() {
+    let c = sqlite_client().await;
+    contract(&c).await;
+    let h = c.get("/health").await;
+    assert_eq!(
+        h.body["cache"]["l2"]["enabled"], false,
+        "L1 only without REDIS_URL"
+    );
+}
+
+#[tokio::test]
+async fn contract_on_postgres_replicas_and_redis() {
+    let Some(cl) = cluster() else { return };
+    let _g = cl.shared().await;
+    let t = cl.fresh_db("contract").await;
+    let c = pg_client(&t, Duration::from_secs(1)).await;
+    contract(&c).await;
+    let h = c.get("/health").await;
+    assert_eq!(h.body["replicas"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        h.body["cache"]["l2"],
+        json!({"enabled": true, "healthy": true})
+    );
+    let routed = c.get("/stories?published=true&limit=3").await;
+    assert!(
+        routed
+            .header("x-db-route")
+            .is_some_and(|r| r.starts_with("replica:") || r == "primary")
+    );
+}
+
+/// Every row of every table, to show that a rejected request changed nothing.
+async fn fingerprint(db: &Db) -> String {
+    let p = entity::prelude::Profile::find()
+        .all(db.primary())
+        .await
+        .expect("p");
+    let s = entity::prelude::Story::find()
+        .all(db.primary())
+        .await
+        .expect("s");
+    let f = entity::prelude::Follow::find()
+        .all(db.primary())
+        .await
+        .expect("f");
+    format!("{p:?}{s:?}{f:?}")
+}
+
+/// (method, path, body, content type, status, field)
+type Case = (
+    &'static str,
+    String,
+    String,
+    Option<&'static str>,
+    u16,
+    Option<&'static str>,
+);
+
+fn bad_inputs() -> Vec<Case> {
+    let j = Some("application/json");
+    let long = |n: usize| "x".repeat(n);
+    let c = |m: &'static str, p: &str, b: &str, status: u16, field: Option<&'static str>| -> Case {
+        (m, p.to_owned(), b.to_owned(), j, status, field)
+    };
+    vec![
+        c("POST", "/profiles", "{", 400, None),
+        c("POST", "/profiles", "[]", 422, None),
+        c("POST", "/profiles", "null", 422, None),
+        c(
+            "POST",
+            "/profiles",
+            r#"{"display_name":"A"}"#,
+            422,
+            Some("username"),
+        ),
+        c(
+            "POST",
+            "/profiles",
+            r#"{"username":"zed"}"#,
+            422,
+            Some("display_name"),
+        ),
+        c(
+            "POST",
+            "/profiles",
+            r#"{"username":"zed","display_name":"Z","admin":true}"#,
+            422,
+            Some("admin"),
+        ),
+        c(
+            "POST",
+            "/profiles",
+            r#"{"username":5,"display_name":"Z"}"#,
+            422,
+            Some("username"),
+        ),
+        c(
+            "POST",
+            "/profiles",
+            r#"{"username":"a b","display_name":"Z"}"#,
+            422,
+            Some("username"),
+        ),
+        c(
+            "POST",
+            "/profiles",
+            r#"{"username":"","display_name":"Z"}"#,
+            422,
+            Some("username"),
+        ),
+        c(
+            "POST",
+            "/profiles",
+            &format!(r#"{{"username":"{}","display_name":"Z"}}"#, long(51)),
+            422,
+            Some("username"),
+        ),
+        c(
+            "POST",
+            "/profiles",
+            r#"{"username":"zéd","display_name":"Z"}"#,
+            422,
+            Some("username"),
+        ),
+        c(
+            "POST",
+            "/profiles",
+            r#"{"username":"zed","display_name":""}"#,
+            422,
+            Some("display_name"),
+        ),
+        c(
+            "POST",
+            "/profiles",
+            &format!(r#"{{"username":"zed","display_name":"{}"}}"#, long(101)),
+            422,
+            Some("display_name"),
+        ),
+        c(
+            "POST",
+            "/profiles",
+            r#"{"username":"zed","display_name":"Z","bio":"a\u0000b"}"#,
+            422,
+            Some("bio"),
+        ),
+        c(
+            "POST",
+            "/profiles",
+            r#"{"username":"taken","display_name":"Dup"}"#,
+            409,
+            Some("username"),
+        ),
+        (
+            "POST",
+            "/profiles".into(),
+            r#"{"username":"zed","display_name":"Z"}"#.into(),
+            Some("text/plain"),
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/profiles".into(),
+            format!(
+                r#"{{"username":"zed","display_name":"{}"}}"#,
+                long(1_100_000)
+            ),
+            j,
+            413,
+            None,
+        ),
+        c("GET", "/profiles/abc", "", 400, Some("id")),
+        c("GET", "/profiles/0", "", 400, Some("id")),
+        c("GET", "/profiles/-3", "", 400, Some("id")),
+        c("GET", "/profiles/99999999999999999999", "", 400, Some("id")),
+        c("GET", "/profiles/1.5", "", 400, Some("id")),
+        c(
+            "PATCH",
+            "/profiles/1",
+            r#"{"username":"new"}"#,
+            422,
+            Some("username"),
+        ),
+        c(
+            "PATCH",
+            "/profiles/1",
+            r#"{"display_name":""}"#,
+            422,
+            Some("display_name"),
+        ),
+        c(
+            "PATCH",
+            "/profiles/1",
+            r#"{"display_name":7}"#,
+            422,
+            Some("display_name"),
+        ),
+        c("PATCH", "/profiles/999999", r#"{"bio":"x"}"#, 404, None),
+        c(
+            "POST",
+            "/stories",
+            r#"{"title":"t","body":"b"}"#,
+            422,
+            Some("author_id"),
+        ),
+        c(
+            "POST",
+            "/stories",
+            r#"{"author_id":999999,"title":"t","body":"b"}"#,
+            422,
+            Some("author_id"),
+        ),
+        c(
+            "POST",
+            "/stories",
+            r#"{"author_id":-1,"title":"t","body":"b"}"#,
+            422,
+            Some("author_id"),
+        ),
+        c(
+            "POST",
+            "/stories",
+            r#"{"author_id":"1","title":"t","body":"b"}"#,
+            422,
+            Some("author_id"),
+        ),
+        c(
+            "POST",
+            "/stories",
+            r#"{"author_id":1,"title":"","body":"b"}"#,
+            422,
+            Some("title"),
+        ),
+        c(
+            "POST",
+            "/stories",
+            &format!(r#"{{"author_id":1,"title":"{}","body":"b"}}"#, long(201)),
+            422,
+            Some("title"),
+        ),
+        c(
+            "POST",
+            "/stories",
+            r#"{"author_id":1,"title":"t","body":"b","genre":""}"#,
+            422,
+            Some("genre"),
+        ),
+        c(
+            "POST",
+            "/stories",
+            &format!(
+                r#"{{"author_id":1,"title":"t","body":"b","genre":"{}"}}"#,
+                long(51)
+            ),
+            422,
+            Some("genre"),
+        ),
+        c(
+            "POST",
+            "/stories",
+            r#"{"author_id":1,"title":"t","body":"b","published":"yes"}"#,
+            422,
+            Some("published"),
+        ),
+        c(
+            "POST",
+            "/stories",
+            r#"{"author_id":1,"title":"t","body":"b","featured":true}"#,
+            422,
+            Some("featured"),
+        ),
+        c(
+            "POST",
+            "/stories",
+            r#"{"author_id":1,"title":"t"}"#,
+            422,
+            Some("body"),
+        ),
+        c(
+            "POST",
+            "/stories",
+            r#"{"author_id":1e3,"title":"t","body":"b"}"#,
+            422,
+            Some("author_id"),
+        ),
+        c(
+            "PATCH",
+            "/stories/1",
+            r#"{"view_count":100}"#,
+            422,
+            Some("view_count"),
+        ),
+        c("PATCH", "/stories/1", r#"{"title":null}"#, 422, None),
+        c("PATCH", "/stories/999999", r#"{"title":"x"}"#, 404, None),
+        c("DELETE", "/stories/abc", "", 400, Some("id")),
+        c("POST", "/stories/0/views", "", 400, Some("id")),
+        c("GET", "/stories?limit=0", "", 400, Some("limit")),
+        c("GET", "/stories?limit=101", "", 400, Some("limit")),
+        c("GET", "/stories?limit=ten", "", 400, Some("limit")),
+        c("GET", "/stories?offset=-1", "", 400, Some("offset")),
+        c("GET", "/stories?offset=100001", "", 400, Some("offset")),
+        c("GET", "/stories?order=oldest", "", 400, Some("order")),
+        c(
+            "GET",
+            "/stories?published=maybe",
+            "",
+            400,
+            Some("published"),
+        ),
+        c("GET", "/stories?author_id=x", "", 400, Some("author_id")),
+        c("GET", "/stories?colour=red", "", 400, Some("colour")),
+        c(
+            "GET",
+            &format!("/stories?q={}", long(201)),
+            "",
+            400,
+            Some("q"),
+        ),
+        c("GET", "/stories/featured?limit=500", "", 400, Some("limit")),
+        c("GET", "/profiles/1/feed?offset=x", "", 400, Some("offset")),
+        c(
+            "GET",
+            "/profiles/1/followers?limit=0",
+            "",
+            400,
+            Some("limit"),
+        ),
+        c(
+            "POST",
+            "/profiles/1/following/1",
+            "",
+            422,
+            Some("target_id"),
+        ),
+        c(
+            "POST",
+            "/profiles/1/following/abc",
+            "",
+            400,
+            Some("target_id"),
+        ),
+        c("DELETE", "/profiles/x/following/1", "", 400, Some("id")),
+        c("GET", "/profiles/999999/stats", "", 404, None),
+    ]
+}
+
+async fn bad_input_table(c: &Client) {
+    // one existing profile (id 1, "taken") and story (id 1)
+    let p = c
+        .post(
+            "/profiles",
+            json!({"username": "taken", "display_name": "T"}),
+        )
+        .await;
+    assert_eq!(p.body["id"], 1);
+    let s = c
+        .post(
+            "/stories",
+            json!({"author_id": 1, "title": "t", "body": "b"}),
+        )
+        .await;
+    assert_eq!(s.body["id"], 1);
+    let cases = bad_inputs();
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    for (method, path, body, ct, status, field) in cases {
+        let before = fingerprint(&c.db).await;
+        let token = c.token.lock().expect("lock").clone();
+        let r = c
+            .raw(
+                method.parse().expect("method"),
+                &path,
+                Body::from(body.clone()),
+                ct,
+                token.as_deref(),
+            )
+            .await;
+        let what = format!(
+            "{method} {} {}",
+            &path[..path.len().min(60)],
+            &body[..body.len().min(60)]
+        );
+        assert_eq!(r.status.as_u16(), status, "{what}: {}", r.body);
+        let code = match status {
+            400 | 422 => "invalid_input",
+            404 => "not_found",
+            409 => "conflict",
+            413 => "payload_too_large",
+            _ => unreachable!(),
+        };
+        assert_eq!(r.body["error"]["code"], code, "{what}: {}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+        if let Some(f) = field {
+            assert_eq!(r.body["error"]["field"], f, "{what}: {}", r.body);
+        }
+        assert_eq!(fingerprint(&c.db).await, before, "{what} changed data");
+    }
+    let bad_token = c
+        .raw(
+            Method::GET,
+            "/stories/1",
+            Body::empty(),
+            None,
+            Some("not-a-token"),
+        )
+        .await;
+    assert_eq!(bad_token.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_token.body["error"]["field"], "X-Consistency-Token");
+}
+
+#[rstest]
+#[case::embedded_default("sqlite")]
+#[case::postgres_cluster("postgres")]
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing(#[case] backend: &str) {
+    if backend == "sqlite" {
+        bad_input_table(&sqlite_client().await).await;
+        return;
+    }
+    let Some(cl) = cluster() else { return };
+    let _g = cl.shared().await;
+    let t = cl.fresh_db("badinput").await;
+    bad_input_table(&pg_client(&t, Duration::from_secs(1)).await).await;
+}
+
+#[tokio::test]
+async fn read_after_write_through_http_under_lag() {
+    let Some(cl) = cluster() else { return };
+    let _g = cl.exclusive().await;
+    let t = cl.fresh_db("rawhttp").await;
+    let a = pg_client(&t, Duration::from_secs(60)).await;
+    let b = pg_client(&t, Duration::from_secs(60)).await;
+    let p1 = a
+        .post("/profiles", json!({"username": "p1", "display_name": "P1"}))
+        .await
+        .body["id"]
+        .as_i64()
+        .expect("id");
+    let p2 = a
+        .post("/profiles", json!({"username": "p2", "display_name": "P2"}))
+        .await
+        .body["id"]
+        .as_i64()
+        .expect("id");
+    let s = a
+        .post(
+            "/stories",
+            json!({"author_id": p2, "title": "before", "body": "b", "published": true}),
+        )
+        .await
+        .body["id"]
+        .as_i64()
+        .expect("id");
+    // let the replicas catch up, warm B's cache with the old title
+    seaway_tests::wait_for(Duration::from_secs(5), || async {
+        b.raw(
+            Method::GET,
+            &format!("/stories/{s}"),
+            Body::empty(),
+            None,
+            None,
+        )
+        .await
+        .status
+            == StatusCode::OK
+    })
+    .await
+    .expect("replicated");
+    cl.run(&["lag", "1000", "1"]);
+    cl.run(&["lag", "1000", "2"]);
+
+    let f = a
+        .call(
+            Method::POST,
+            &format!("/profiles/{p1}/following/{p2}"),
+            None,
+        )
+        .await;
+    assert_eq!(f.status, StatusCode::CREATED);
+    assert_eq!(
+        f.body["target_stats"]["follower_count"], 1,
+        "target_stats is fresh under lag"
+    );
+
+    let w = a
+        .call(
+            Method::PATCH,
+            &format!("/stories/{s}"),
+            Some(json!({"title": "after"})),
+        )
+        .await;
+    let token = w.header("x-consistency-token").expect("token").to_owned();
+    let with = b
+        .raw(
+            Method::GET,
+            &format!("/stories/{s}"),
+            Body::empty(),
+            None,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        with.body["title"], "after",
+        "instance B, given A's token, is fresh"
+    );
+    // The lag was real: the replicas still had the old title when B answered.
+    let on_replica = entity::prelude::Story::find_by_id(s)
+        .one(&t.replica(0).await)
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(
+        on_replica.title, "before",
+        "the replica had not replayed the write yet"
+    );
+    cl.reset();
+}

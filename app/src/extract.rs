@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use axum::extract::{FromRequest, FromRequestParts};
+use serde::Deserialize;
 use std::collections::HashMap;
 
 /// JSON body; unknown fields, wrong types and bad syntax become [`ApiError`]s.
@@ -152,6 +153,19 @@ where
     D: serde::Deserializer<'de>,
 {
     serde::Deserialize::deserialize(d).map(Some)
+}
+
+/// Deserializes an optional field that, when present, must not be `null`
+/// (a column that cannot be NULL): `null` is an error naming the field.
+pub fn not_null<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom("must not be null")),
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The whole application: routes, the Seaway layer (scopes and headers),
 /// the body limit, and request tracing.
 pub fn router(state: AppState) -> Router {
+    routes::ops::install_metrics();
     let db = state.db.clone();
     Router::new()
         .merge(routes::profiles::router())

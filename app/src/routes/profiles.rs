@@ -1,7 +1,7 @@
 //! `/profiles`: create, read, change, and a profile's counts.
 
 use crate::error::ApiError;
-use crate::extract::{Json, Path, check_text, check_username, parse_id};
+use crate::extract::{Json, Path, check_text, check_username, not_null, parse_id};
 use crate::state::AppState;
 use crate::wire;
 use axum::Router;
@@ -37,7 +37,9 @@ struct NewProfile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProfileChange {
+    #[serde(default, deserialize_with = "not_null")]
     display_name: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     bio: Option<String>,
 }
 

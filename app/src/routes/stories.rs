@@ -1,7 +1,7 @@
 //! `/stories`: create, read, change, delete, count views, list and search.
 
 use crate::error::ApiError;
-use crate::extract::{Json, Params, Path, Query, check_text, double_option, parse_id};
+use crate::extract::{Json, Params, Path, Query, check_text, double_option, not_null, parse_id};
 use crate::state::AppState;
 use crate::wire;
 use axum::Router;
@@ -44,11 +44,15 @@ struct NewStory {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoryChange {
+    #[serde(default, deserialize_with = "not_null")]
     title: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     body: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     genre: Option<Option<String>>,
+    #[serde(default, deserialize_with = "not_null")]
     published: Option<bool>,
+    #[serde(default, deserialize_with = "not_null")]
     featured: Option<bool>,
 }
 
