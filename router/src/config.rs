@@ -68,7 +68,7 @@ pub struct Config {
     pub aliases: BTreeMap<String, String>,
     /// L2 cache and cross-instance invalidation; `None`: L1 only.
     pub redis_url: Option<String>,
-    /// Time-to-live of cached query results.
+    /// Time-to-live of cached query results; zero disables caching.
     pub cache_ttl: Duration,
     /// Upper bound of the L1 cache in bytes of encoded results.
     pub l1_max_bytes: u64,

@@ -61,6 +61,8 @@ struct Shared {
     cache: Arc<QueryCache>,
     counters: RouteCounters,
     replica_fallback: bool,
+    /// `CACHE_TTL_SECS=0` turns `.cached()` into a bypass.
+    cache_enabled: bool,
     /// SQLite has no WAL position shared with readers: count writes instead,
     /// starting at the clock so that tokens stay ordered across restarts.
     sqlite_lsn: AtomicU64,
@@ -311,6 +313,7 @@ impl Db {
                 cache,
                 counters: RouteCounters::default(),
                 replica_fallback: config.replica_fallback,
+                cache_enabled: !config.cache_ttl.is_zero(),
                 sqlite_lsn: AtomicU64::new(now_micros),
                 tasks: vec![prober, watcher],
             }
@@ -453,6 +456,11 @@ impl Db {
         &self.shared.cache
     }
 
+    /// Whether `.cached()` caches (false when the TTL is zero).
+    pub fn cache_enabled(&self) -> bool {
+        self.shared.cache_enabled
+    }
+
     /// The primary's position after a write (SQLite: the write counter).
     async fn write_lsn(&self) -> Lsn {
         match self.shared.backend {
@@ -485,6 +493,15 @@ impl Db {
 
     /// Decides where a read goes.
     pub(crate) fn decide_read(&self, explicit: &Explicit, tables: &[Tag]) -> Result<Target, DbErr> {
+        self.decide_read_with(explicit, &Hints::new(tables))
+    }
+
+    /// As `decide_read`, with hints that may be computed lazily.
+    pub(crate) fn decide_read_with(
+        &self,
+        explicit: &Explicit,
+        hints: &Hints<'_>,
+    ) -> Result<Target, DbErr> {
         let s = &self.shared;
         if scope::forced_primary() {
             return Ok(Target::Primary("forced"));
@@ -501,10 +518,7 @@ impl Db {
         let alias: &str = match explicit {
             Explicit::Alias(a) => a,
             Explicit::Replica => READ_REPLICA,
-            _ => s
-                .router
-                .db_for_read(&Hints { tables })
-                .unwrap_or(READ_REPLICA),
+            _ => s.router.db_for_read(hints).unwrap_or(READ_REPLICA),
         };
         if alias != READ_REPLICA
             && alias != DEFAULT
@@ -644,9 +658,7 @@ impl Db {
         Fut: Future<Output = Result<T, DbErr>>,
     {
         let s = &self.shared;
-        let conn = match s.router.db_for_write(&Hints {
-            tables: &access.tables,
-        }) {
+        let conn = match s.router.db_for_write(&Hints::new(&access.tables)) {
             Some(a) if a != DEFAULT => s
                 .aliases
                 .get(a)

@@ -5,17 +5,57 @@ pub const DEFAULT: &str = "default";
 /// The replica set's alias.
 pub const READ_REPLICA: &str = "read_replica";
 
-/// What a router is told about a statement.
-#[derive(Debug, Clone, Copy)]
+use crate::classify::Tag;
+use std::sync::OnceLock;
+
+/// What a router is told about a statement. The tables are worked out only
+/// if the router asks (the default router never does), so routing a cached
+/// read costs no statement analysis.
 pub struct Hints<'a> {
-    /// The tables the statement reads (for a read) or writes (for a write).
-    pub tables: &'a [crate::classify::Tag],
+    known: Option<&'a [Tag]>,
+    compute: Option<&'a (dyn Fn() -> Vec<Tag> + Sync)>,
+    computed: OnceLock<Vec<Tag>>,
 }
 
-impl Hints<'_> {
+impl<'a> Hints<'a> {
+    /// Hints with the tables already known.
+    pub fn new(tables: &'a [Tag]) -> Self {
+        Self {
+            known: Some(tables),
+            compute: None,
+            computed: OnceLock::new(),
+        }
+    }
+
+    /// Hints whose tables are computed on first use.
+    pub fn lazy(compute: &'a (dyn Fn() -> Vec<Tag> + Sync)) -> Self {
+        Self {
+            known: None,
+            compute: Some(compute),
+            computed: OnceLock::new(),
+        }
+    }
+
+    /// The tables the statement reads (for a read) or writes (for a write).
+    pub fn tables(&self) -> &[Tag] {
+        match (self.known, self.compute) {
+            (Some(t), _) => t,
+            (None, Some(f)) => self.computed.get_or_init(f),
+            (None, None) => &[],
+        }
+    }
+
     /// Whether the statement touches `table`.
     pub fn touches(&self, table: &str) -> bool {
-        self.tables.iter().any(|t| t == table)
+        self.tables().iter().any(|t| t == table)
+    }
+}
+
+impl std::fmt::Debug for Hints<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hints")
+            .field("tables", &self.tables())
+            .finish()
     }
 }
 

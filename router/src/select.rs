@@ -114,9 +114,9 @@ impl<E: EntityTrait> RoutedSelect<E> {
         self
     }
 
-    fn tables(&self) -> Vec<Tag> {
-        let mut tags: Vec<Tag> = Vec::with_capacity(2 + self.extra_tags.len());
-        if let Ok(audit) = self.select.as_query().audit() {
+    fn tables(select: &Select<E>, extra_tags: &[Tag]) -> Vec<Tag> {
+        let mut tags: Vec<Tag> = Vec::with_capacity(2 + extra_tags.len());
+        if let Ok(audit) = select.as_query().audit() {
             for r in audit.requests {
                 let t = r.schema_table.1.inner();
                 if r.access_type == AccessType::Select && !tags.contains(&t) {
@@ -127,7 +127,7 @@ impl<E: EntityTrait> RoutedSelect<E> {
         if tags.is_empty() {
             tags.push(Tag::Borrowed(E::default().table_name()));
         }
-        tags.extend(self.extra_tags.iter().cloned());
+        tags.extend(extra_tags.iter().cloned());
         tags
     }
 
@@ -143,15 +143,19 @@ impl<E: EntityTrait> RoutedSelect<E> {
         F: Fn(Select<E>, sea_orm::DatabaseConnection) -> Fut,
         Fut: std::future::Future<Output = Result<V, DbErr>>,
     {
-        let tables = self.tables();
-        let target = db.decide_read(&self.route, &tables)?;
+        // Tables are worked out only when needed: by a custom router, or on a miss.
+        let extra = self.extra_tags;
+        let compute = || Self::tables(&query, &extra);
+        let hints = crate::router::Hints::lazy(&compute);
+        let target = db.decide_read_with(&self.route, &hints)?;
+        let tables = move || hints.tables().to_vec();
         let run_db = || async {
             let (v, ran) = db
                 .run_read(target.clone(), |c| exec(query.clone(), c))
                 .await?;
             Ok::<_, DbErr>((v, ran))
         };
-        let Some(ttl) = self.cache else {
+        let Some(ttl) = self.cache.filter(|_| db.cache_enabled()) else {
             let (v, ran) = run_db().await?;
             let route = db.route_of(&ran);
             scope::with_current(|s| s.record(route, CacheOutcome::Bypass));
@@ -163,18 +167,12 @@ impl<E: EntityTrait> RoutedSelect<E> {
         let mut ran_on = None;
         let (v, outcome) = db
             .cache()
-            .get_or_load(
-                key,
-                || tables,
-                ttl,
-                min_lsn,
-                || async {
-                    let (v, ran) = run_db().await?;
-                    let source = db.source_of(&ran);
-                    ran_on = Some(ran);
-                    Ok((v, source))
-                },
-            )
+            .get_or_load(key, tables, ttl, min_lsn, || async {
+                let (v, ran) = run_db().await?;
+                let source = db.source_of(&ran);
+                ran_on = Some(ran);
+                Ok((v, source))
+            })
             .await?;
         let route = db.route_of(ran_on.as_ref().unwrap_or(&target));
         scope::with_current(|s| s.record(route, outcome));
@@ -200,11 +198,11 @@ impl<E: EntityTrait> RoutedSelect<E> {
     /// # Errors
     ///
     /// The database's.
-    pub async fn one(self, db: &Db) -> Result<Option<E::Model>, DbErr>
+    pub async fn one(mut self, db: &Db) -> Result<Option<E::Model>, DbErr>
     where
         E::Model: CacheValue,
     {
-        let q = self.select.clone().limit(1);
+        let q = std::mem::replace(&mut self.select, E::find()).limit(1);
         self.run(db, "one", q, |s, c| async move { s.one(&c).await })
             .await
     }
@@ -214,11 +212,11 @@ impl<E: EntityTrait> RoutedSelect<E> {
     /// # Errors
     ///
     /// The database's.
-    pub async fn count(self, db: &Db) -> Result<u64, DbErr>
+    pub async fn count(mut self, db: &Db) -> Result<u64, DbErr>
     where
         E::Model: Sync,
     {
-        let q = self.select.clone();
+        let q = std::mem::replace(&mut self.select, E::find());
         self.run(db, "count", q, |s, c| async move { s.count(&c).await })
             .await
     }

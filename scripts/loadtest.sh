@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The HTTP load benchmark of BENCHMARKS.md: seeds the cluster's primary with
+# 10,000 profiles, 100,000 stories and 200,000 follows, starts the service
+# (release build) against the primary, two replicas and Redis, and runs wrk at
+# 64 connections: (a) the read mix, (b) the read mix with 5% writes, (c) the
+# read mix with the cache disabled. Prints one RESULT line per run, plus the
+# cache hit rate, the replica share of reads and the service's peak RSS.
+#
+# Usage: scripts/loadtest.sh [SECONDS]   (default 20 per run)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+DURATION="${1:-20}"
+PORT="${LOAD_PORT:-23000}"
+
+command -v wrk >/dev/null || { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+scripts/cluster.sh up
+eval "$(scripts/cluster.sh env)"
+cargo build --release -p seaway-app -q
+BIN=target/release/seaway-app
+
+admin="$DATABASE_URL"
+export DATABASE_URL="${admin%/*}/loadtest"
+export READ_REPLICA_URLS="$(echo "$READ_REPLICA_URLS" | sed 's#/postgres#/loadtest#g')"
+psql -X -q "$admin" -c "DROP DATABASE IF EXISTS loadtest WITH (FORCE)" -c "CREATE DATABASE loadtest"
+$BIN migrate
+start=$(date +%s.%N)
+$BIN seed --profiles 10000 --stories 100000 --follows 200000 --seed 7 2>/dev/null
+echo "seed: $(echo "$(date +%s.%N) - $start" | bc) s for 10000 profiles, 100000 stories, 200000 follows"
+psql -X -q "$DATABASE_URL" -c "VACUUM ANALYZE"
+sleep 2 # replicas replay the seed
+
+run() {
+  local name=$1 ttl=$2 write_pct=$3 pid
+  LISTEN_ADDR="127.0.0.1:$PORT" CACHE_TTL_SECS="$ttl" SEAWAY_CACHE_PREFIX="load-$name-$$" \
+    DB_POOL_MAX_SIZE=32 RUST_LOG=warn $BIN serve >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do curl -fs "127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+  # warm-up (not measured), then the measured run
+  WRITE_PCT=$write_pct wrk -t2 -c64 -d3s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" >/dev/null
+  curl -fs "127.0.0.1:$PORT/stats" >"/tmp/seaway-load-before-$name.json"
+  echo "== ($name) cache ttl=$ttl writes=${write_pct}% for ${DURATION}s at 64 connections"
+  WRITE_PCT=$write_pct wrk -t2 -c64 -d"${DURATION}s" --timeout 5s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" | grep RESULT
+  curl -fs "127.0.0.1:$PORT/stats" >"/tmp/seaway-load-after-$name.json"
+  python3 - "$name" <<'PY'
+import json, sys
+n = sys.argv[1]
+b = json.load(open(f"/tmp/seaway-load-before-{n}.json")); a = json.load(open(f"/tmp/seaway-load-after-{n}.json"))
+d = lambda *k: (lambda x, y: y - x)(*(__import__("functools").reduce(lambda o, kk: o[kk], k, s) for s in (b, a)))
+hits = d("cache", "l1", "hits") + d("cache", "l2", "hits"); loads = d("cache", "loads")
+rep, pri = d("routing", "replica_reads"), d("routing", "primary_reads")
+print(f"STATS cache_hit_rate={hits / max(1, hits + loads):.3f} replica_share_of_db_reads={rep / max(1, rep + pri):.3f} "
+      f"db_reads={rep + pri} writes={d('routing', 'writes')} fallbacks={d('routing', 'fallbacks')}")
+PY
+  echo "RSS peak_mib=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' /proc/$pid/status)"
+  kill $pid; wait $pid 2>/dev/null || true
+}
+
+run a 300 0
+run b 300 5
+run c 0 0
