@@ -180,30 +180,23 @@ impl L2 {
 
     /// The entry under `key` and the current versions of `tags`, in one round trip.
     pub(crate) async fn get(&self, key: u128, tags: &[Tag]) -> Option<Found> {
+        // One round trip, two commands: the entry, and every tag's version and LSN.
         let mut p = redis::pipe();
         p.cmd("GET").arg(self.entry_key(key));
+        let mut mget = redis::cmd("MGET");
         for t in tags {
-            p.cmd("GET").arg(format!("{}:tv:{t}", self.prefix));
-            p.cmd("GET").arg(format!("{}:tl:{t}", self.prefix));
+            mget.arg(format!("{}:tv:{t}", self.prefix));
+            mget.arg(format!("{}:tl:{t}", self.prefix));
         }
-        let mut reply: Vec<redis::Value> = self.call("get", &p).await?;
-        if reply.len() != 1 + 2 * tags.len() {
+        p.add_command(mget);
+        let (entry, nums): (Option<Vec<u8>>, Vec<Option<u64>>) = self.call("get", &p).await?;
+        if nums.len() != 2 * tags.len() {
             return None;
         }
-        let num = |v: &redis::Value| -> u64 {
-            redis::from_redis_value_ref::<Option<u64>>(v)
-                .ok()
-                .flatten()
-                .unwrap_or(0)
-        };
-        let versions = reply[1..]
+        let versions = nums
             .chunks(2)
-            .map(|c| (num(&c[0]), num(&c[1])))
+            .map(|c| (c[0].unwrap_or(0), c[1].unwrap_or(0)))
             .collect();
-        let entry = match reply.swap_remove(0) {
-            redis::Value::BulkString(b) => Some(b),
-            _ => None,
-        };
         Some(Found { entry, versions })
     }
 

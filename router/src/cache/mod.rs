@@ -155,6 +155,8 @@ pub(crate) struct QueryCache {
     local_versions: AtomicU64,
     /// Told every invalidation's LSN, so replica positions are re-read.
     catchup: Arc<crate::replica::Catchup>,
+    /// `l1_max_bytes == 0`: no L1 (every hit comes from Redis).
+    l1_enabled: bool,
 }
 
 impl QueryCache {
@@ -182,6 +184,7 @@ impl QueryCache {
             counters: Counters::default(),
             local_versions: AtomicU64::new(1 << 62),
             catchup,
+            l1_enabled: config.l1_max_bytes > 0,
         });
         if let Some(l2) = &cache.l2 {
             l2::spawn_bus(l2.clone(), Arc::downgrade(&cache));
@@ -383,6 +386,9 @@ impl QueryCache {
         value: Arc<dyn Any + Send + Sync>,
         size: usize,
     ) {
+        if !self.l1_enabled {
+            return;
+        }
         let ttl = if self.bus_up.load(Relaxed) {
             ttl
         } else {
