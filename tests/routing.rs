@@ -488,3 +488,65 @@ async fn a_custom_router_and_explicit_routes_are_obeyed() {
     .expect("insert");
     assert!(saved.id > 0);
 }
+
+#[tokio::test]
+async fn related_selects_are_routed_and_cached() {
+    let Some(c) = cluster() else { return };
+    let _g = c.shared().await;
+    let t = c.fresh_db("related").await;
+    let db = Db::connect(t.config().build()).await.expect("db");
+    let author = insert_profile(db.primary(), "writer").await;
+    seaway_tests::insert_story(db.primary(), author, "one", true).await;
+    seaway_tests::insert_story(db.primary(), author, "two", true).await;
+    let scope = Scope::new();
+    let (pairs, many) = scope
+        .run(async {
+            let pairs = Story::find()
+                .find_also_related(Profile)
+                .using_primary()
+                .cached()
+                .all(&db)
+                .await
+                .expect("find_also_related");
+            let many = Profile::find()
+                .find_with_related(Story)
+                .using_primary()
+                .all(&db)
+                .await
+                .expect("find_with_related");
+            (pairs, many)
+        })
+        .await;
+    assert_eq!(pairs.len(), 2);
+    assert!(
+        pairs
+            .iter()
+            .all(|(_, p)| p.as_ref().map(|p| p.id) == Some(author))
+    );
+    assert_eq!(many.len(), 1);
+    assert_eq!(many[0].1.len(), 2);
+    assert_eq!(scope.state().last_route(), Some(Route::Primary));
+    let again = Scope::new();
+    let cached = again
+        .run(
+            Story::find()
+                .find_also_related(Profile)
+                .using_primary()
+                .cached()
+                .all(&db),
+        )
+        .await
+        .expect("cached");
+    assert_eq!(cached, pairs);
+    assert_eq!(
+        again.state().last_cache(),
+        Some(seaway::CacheOutcome::HitL1)
+    );
+    let one = Story::find()
+        .find_also_related(Profile)
+        .using_primary()
+        .one(&db)
+        .await
+        .expect("one");
+    assert!(one.is_some());
+}

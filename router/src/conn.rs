@@ -21,6 +21,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// A routed database handle: the primary, the replica set, named aliases, the
 /// router and the query cache.
@@ -618,18 +619,23 @@ impl Db {
                 let r = &s.replicas.replicas[*i];
                 let result = {
                     let _guard = InFlight::new(r);
-                    f(r.conn.clone()).await
+                    let span = tracing::debug_span!("seaway.statement", alias = READ_REPLICA, replica = %r.name, reason = "router");
+                    f(r.conn.clone()).instrument(span).await
                 };
                 match result {
                     Ok(v) => {
                         bump(&s.counters.replica_reads, "seaway_replica_reads_total");
-                        tracing::trace!(alias = READ_REPLICA, replica = %r.name, "read");
                         Ok((v, target))
                     }
                     Err(e) if is_connection_error(&e) && s.replica_fallback => {
-                        tracing::warn!(replica = %r.name, error = %e, reason = "fallback", "replica read failed; retrying on the primary");
+                        tracing::warn!(replica = %r.name, error = %e, "replica read failed; retrying on the primary");
                         bump(&s.counters.fallbacks, "seaway_fallbacks_total");
-                        let v = f(s.primary.clone()).await?;
+                        let span = tracing::debug_span!(
+                            "seaway.statement",
+                            alias = DEFAULT,
+                            reason = "fallback"
+                        );
+                        let v = f(s.primary.clone()).instrument(span).await?;
                         bump(&s.counters.primary_reads, "seaway_primary_reads_total");
                         Ok((v, Target::Primary("fallback")))
                     }
@@ -637,14 +643,15 @@ impl Db {
                 }
             }
             Target::Primary(reason) => {
-                tracing::trace!(alias = DEFAULT, reason, "read");
-                let v = f(s.primary.clone()).await?;
+                let span =
+                    tracing::debug_span!("seaway.statement", alias = DEFAULT, reason = *reason);
+                let v = f(s.primary.clone()).instrument(span).await?;
                 bump(&s.counters.primary_reads, "seaway_primary_reads_total");
                 Ok((v, target))
             }
             Target::Alias(a) => {
-                tracing::trace!(alias = %a, reason = "router", "read");
-                let v = f(self.conn_for(&target)).await?;
+                let span = tracing::debug_span!("seaway.statement", alias = %a, reason = "router");
+                let v = f(self.conn_for(&target)).instrument(span).await?;
                 Ok((v, target))
             }
         }
@@ -668,8 +675,8 @@ impl Db {
         };
         scope::with_current(|st| st.mark_wrote());
         bump(&s.counters.writes, "seaway_writes_total");
-        tracing::trace!(alias = DEFAULT, tables = ?access.tables, "write");
-        let result = f(conn).await;
+        let span = tracing::debug_span!("seaway.statement", alias = DEFAULT, reason = "write", tables = ?access.tables);
+        let result = f(conn).instrument(span).await;
         if result.is_ok() {
             self.after_write(&access.tables).await;
         }

@@ -5,12 +5,16 @@ use crate::classify::Tag;
 use crate::conn::{Db, Explicit};
 use crate::scope::{self, CacheOutcome};
 use sea_orm::sea_query::audit::{AccessType, AuditTrait};
-use sea_orm::{DbErr, EntityTrait, PaginatorTrait, QuerySelect, QueryTrait, Select};
+use sea_orm::{
+    DbErr, EntityTrait, PaginatorTrait, QuerySelect, QueryTrait, Select, SelectTwo, SelectTwoMany,
+};
 use std::time::Duration;
 
 mod sealed {
     pub trait Sealed {}
     impl<E: sea_orm::EntityTrait> Sealed for sea_orm::Select<E> {}
+    impl<E: sea_orm::EntityTrait, F: sea_orm::EntityTrait> Sealed for sea_orm::SelectTwo<E, F> {}
+    impl<E: sea_orm::EntityTrait, F: sea_orm::EntityTrait> Sealed for sea_orm::SelectTwoMany<E, F> {}
 }
 
 /// Routing and caching choices on a SeaORM `Select`. Sealed.
@@ -28,46 +32,56 @@ mod sealed {
 ///     .await?;
 /// # Ok(()) }
 /// ```
-pub trait RoutedSelectExt<E: EntityTrait>: sealed::Sealed + Sized {
+///
+/// Also on `find_also_related` (`SelectTwo`) and `find_with_related`
+/// (`SelectTwoMany`) selects.
+pub trait RoutedSelectExt: sealed::Sealed + Sized {
     /// Read from a replica (subject to the scope: sticky, token, health, lag).
-    fn using_replica(self) -> RoutedSelect<E>;
+    fn using_replica(self) -> Routed<Self> {
+        Routed::new(self).using_replica()
+    }
     /// Read from the primary.
-    fn using_primary(self) -> RoutedSelect<E>;
+    fn using_primary(self) -> Routed<Self> {
+        Routed::new(self).using_primary()
+    }
     /// Read from a named alias (`default`, `read_replica`, or one configured).
-    fn using(self, alias: impl Into<String>) -> RoutedSelect<E>;
+    fn using(self, alias: impl Into<String>) -> Routed<Self> {
+        Routed::new(self).using(alias)
+    }
     /// Route as the router says, and cache the result for the default TTL.
-    fn cached(self) -> RoutedSelect<E>;
+    fn cached(self) -> Routed<Self> {
+        Routed::new(self).cached()
+    }
 }
 
-impl<E: EntityTrait> RoutedSelectExt<E> for Select<E> {
-    fn using_replica(self) -> RoutedSelect<E> {
-        RoutedSelect::new(self).using_replica()
-    }
-    fn using_primary(self) -> RoutedSelect<E> {
-        RoutedSelect::new(self).using_primary()
-    }
-    fn using(self, alias: impl Into<String>) -> RoutedSelect<E> {
-        RoutedSelect::new(self).using(alias)
-    }
-    fn cached(self) -> RoutedSelect<E> {
-        RoutedSelect::new(self).cached()
-    }
-}
+impl<E: EntityTrait> RoutedSelectExt for Select<E> {}
+impl<E: EntityTrait, F: EntityTrait> RoutedSelectExt for SelectTwo<E, F> {}
+impl<E: EntityTrait, F: EntityTrait> RoutedSelectExt for SelectTwoMany<E, F> {}
+
+/// A routed `Select<E>`.
+pub type RoutedSelect<E> = Routed<Select<E>>;
 
 /// A select with a route and a cache policy; run it with `all`, `one` or `count`.
 #[must_use = "a routed select does nothing until .all(), .one() or .count()"]
 #[derive(Debug, Clone)]
-pub struct RoutedSelect<E: EntityTrait> {
-    select: Select<E>,
+pub struct Routed<Q> {
+    /// Always `Some` until a terminal method takes it.
+    select: Option<Q>,
     route: Explicit,
     cache: Option<Option<Duration>>,
     extra_tags: Vec<Tag>,
 }
 
-impl<E: EntityTrait> RoutedSelect<E> {
-    fn new(select: Select<E>) -> Self {
+impl<Q> Routed<Q> {
+    fn take(&mut self) -> Result<Q, DbErr> {
+        self.select
+            .take()
+            .ok_or_else(|| DbErr::Custom("routed select already run".into()))
+    }
+
+    fn new(select: Q) -> Self {
         Self {
-            select,
+            select: Some(select),
             route: Explicit::Auto,
             cache: None,
             extra_tags: Vec::new(),
@@ -114,7 +128,10 @@ impl<E: EntityTrait> RoutedSelect<E> {
         self
     }
 
-    fn tables(select: &Select<E>, extra_tags: &[Tag]) -> Vec<Tag> {
+    fn tables(select: &Q, extra_tags: &[Tag], fallback: &'static str) -> Vec<Tag>
+    where
+        Q: QueryTrait<QueryStatement = sea_orm::sea_query::SelectStatement>,
+    {
         let mut tags: Vec<Tag> = Vec::with_capacity(2 + extra_tags.len());
         if let Ok(audit) = select.as_query().audit() {
             for r in audit.requests {
@@ -125,7 +142,7 @@ impl<E: EntityTrait> RoutedSelect<E> {
             }
         }
         if tags.is_empty() {
-            tags.push(Tag::Borrowed(E::default().table_name()));
+            tags.push(Tag::Borrowed(fallback));
         }
         tags.extend(extra_tags.iter().cloned());
         tags
@@ -135,17 +152,19 @@ impl<E: EntityTrait> RoutedSelect<E> {
         self,
         db: &Db,
         kind: &str,
-        query: Select<E>,
+        fallback: &'static str,
+        query: Q,
         exec: F,
     ) -> Result<V, DbErr>
     where
+        Q: QueryTrait<QueryStatement = sea_orm::sea_query::SelectStatement> + Clone + Sync,
         V: CacheValue,
-        F: Fn(Select<E>, sea_orm::DatabaseConnection) -> Fut,
+        F: Fn(Q, sea_orm::DatabaseConnection) -> Fut,
         Fut: std::future::Future<Output = Result<V, DbErr>>,
     {
         // Tables are worked out only when needed: by a custom router, or on a miss.
         let extra = self.extra_tags;
-        let compute = || Self::tables(&query, &extra);
+        let compute = || Self::tables(&query, &extra, fallback);
         let hints = crate::router::Hints::lazy(&compute);
         let target = db.decide_read_with(&self.route, &hints)?;
         let tables = move || hints.tables().to_vec();
@@ -178,19 +197,23 @@ impl<E: EntityTrait> RoutedSelect<E> {
         scope::with_current(|s| s.record(route, outcome));
         Ok(v)
     }
+}
 
+impl<E: EntityTrait> Routed<Select<E>> {
     /// All rows, as SeaORM's `Select::all`.
     ///
     /// # Errors
     ///
     /// The database's; a cache failure is never an error.
-    pub async fn all(self, db: &Db) -> Result<Vec<E::Model>, DbErr>
+    pub async fn all(mut self, db: &Db) -> Result<Vec<E::Model>, DbErr>
     where
         E::Model: CacheValue,
     {
-        let q = self.select.clone();
-        self.run(db, "all", q, |s, c| async move { s.all(&c).await })
-            .await
+        let q = self.take()?;
+        self.run(db, "all", E::default().table_name(), q, |s, c| async move {
+            s.all(&c).await
+        })
+        .await
     }
 
     /// The first row, as SeaORM's `Select::one`.
@@ -202,9 +225,11 @@ impl<E: EntityTrait> RoutedSelect<E> {
     where
         E::Model: CacheValue,
     {
-        let q = std::mem::replace(&mut self.select, E::find()).limit(1);
-        self.run(db, "one", q, |s, c| async move { s.one(&c).await })
-            .await
+        let q = self.take()?.limit(1);
+        self.run(db, "one", E::default().table_name(), q, |s, c| async move {
+            s.one(&c).await
+        })
+        .await
     }
 
     /// The number of rows, as SeaORM's `PaginatorTrait::count`.
@@ -216,8 +241,81 @@ impl<E: EntityTrait> RoutedSelect<E> {
     where
         E::Model: Sync,
     {
-        let q = std::mem::replace(&mut self.select, E::find());
-        self.run(db, "count", q, |s, c| async move { s.count(&c).await })
-            .await
+        let q = self.take()?;
+        self.run(
+            db,
+            "count",
+            E::default().table_name(),
+            q,
+            |s, c| async move { s.count(&c).await },
+        )
+        .await
+    }
+}
+
+impl<E: EntityTrait, F: EntityTrait> Routed<SelectTwo<E, F>> {
+    /// All rows with their related row, as SeaORM's `SelectTwo::all`.
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    pub async fn all(mut self, db: &Db) -> Result<Vec<(E::Model, Option<F::Model>)>, DbErr>
+    where
+        E::Model: CacheValue,
+        F::Model: CacheValue,
+    {
+        let q = self.take()?;
+        self.run(
+            db,
+            "two_all",
+            E::default().table_name(),
+            q,
+            |s, c| async move { s.all(&c).await },
+        )
+        .await
+    }
+
+    /// The first row with its related row, as SeaORM's `SelectTwo::one`.
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    pub async fn one(mut self, db: &Db) -> Result<Option<(E::Model, Option<F::Model>)>, DbErr>
+    where
+        E::Model: CacheValue,
+        F::Model: CacheValue,
+    {
+        let q = self.take()?.limit(1);
+        self.run(
+            db,
+            "two_one",
+            E::default().table_name(),
+            q,
+            |s, c| async move { s.one(&c).await },
+        )
+        .await
+    }
+}
+
+impl<E: EntityTrait, F: EntityTrait> Routed<SelectTwoMany<E, F>> {
+    /// All rows with their related rows, as SeaORM's `SelectTwoMany::all`.
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    pub async fn all(mut self, db: &Db) -> Result<Vec<(E::Model, Vec<F::Model>)>, DbErr>
+    where
+        E::Model: CacheValue,
+        F::Model: CacheValue,
+    {
+        let q = self.take()?;
+        self.run(
+            db,
+            "many_all",
+            E::default().table_name(),
+            q,
+            |s, c| async move { s.all(&c).await },
+        )
+        .await
     }
 }

@@ -12,6 +12,7 @@ use sea_orm::{
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 
 /// A transaction opened on a [`Db`]: always on the primary. Nested
 /// transactions (savepoints) share their root's record of written tables.
@@ -32,9 +33,15 @@ impl std::fmt::Debug for DbTransaction {
 }
 
 impl DbTransaction {
-    fn note(&self, access: &Access) {
+    /// Records what `access` writes; the span of the statement.
+    fn note(&self, access: &Access) -> tracing::Span {
+        let span = tracing::debug_span!(
+            "seaway.statement",
+            alias = crate::DEFAULT,
+            reason = "transaction"
+        );
         if !access.is_write() {
-            return;
+            return span;
         }
         scope::with_current(|s| s.mark_wrote());
         if let Ok(mut w) = self.written.lock() {
@@ -47,6 +54,7 @@ impl DbTransaction {
                 }
             }
         }
+        span
     }
 
     fn nested(&self, inner: DatabaseTransaction) -> Self {
@@ -99,41 +107,41 @@ impl ConnectionTrait for DbTransaction {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.note(&classify::classify_sql(&stmt.sql));
-        self.inner.execute_raw(stmt).await
+        let span = self.note(&classify::classify_sql(&stmt.sql));
+        self.inner.execute_raw(stmt).instrument(span).await
     }
 
     async fn execute<S: StatementBuilder>(&self, stmt: &S) -> Result<ExecResult, DbErr> {
         let built = self.get_database_backend().build(stmt);
-        self.note(&classify::classify_builder(stmt, &built));
-        self.inner.execute_raw(built).await
+        let span = self.note(&classify::classify_builder(stmt, &built));
+        self.inner.execute_raw(built).instrument(span).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.note(&classify::classify_sql(sql));
-        self.inner.execute_unprepared(sql).await
+        let span = self.note(&classify::classify_sql(sql));
+        self.inner.execute_unprepared(sql).instrument(span).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.note(&classify::classify_sql(&stmt.sql));
-        self.inner.query_one_raw(stmt).await
+        let span = self.note(&classify::classify_sql(&stmt.sql));
+        self.inner.query_one_raw(stmt).instrument(span).await
     }
 
     async fn query_one<S: StatementBuilder>(&self, stmt: &S) -> Result<Option<QueryResult>, DbErr> {
         let built = self.get_database_backend().build(stmt);
-        self.note(&classify::classify_builder(stmt, &built));
-        self.inner.query_one_raw(built).await
+        let span = self.note(&classify::classify_builder(stmt, &built));
+        self.inner.query_one_raw(built).instrument(span).await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.note(&classify::classify_sql(&stmt.sql));
-        self.inner.query_all_raw(stmt).await
+        let span = self.note(&classify::classify_sql(&stmt.sql));
+        self.inner.query_all_raw(stmt).instrument(span).await
     }
 
     async fn query_all<S: StatementBuilder>(&self, stmt: &S) -> Result<Vec<QueryResult>, DbErr> {
         let built = self.get_database_backend().build(stmt);
-        self.note(&classify::classify_builder(stmt, &built));
-        self.inner.query_all_raw(built).await
+        let span = self.note(&classify::classify_builder(stmt, &built));
+        self.inner.query_all_raw(built).instrument(span).await
     }
 }
 
