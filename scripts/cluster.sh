@@ -13,6 +13,8 @@
 #   start-replica [N]  start replica N again and wait until it streams
 #   stop-redis         stop Redis
 #   start-redis        start Redis again
+#   stop-primary       stop the primary (replicas keep serving reads)
+#   start-primary      start it again and wait until every replica streams
 #   psql primary|replica1|replica2 [ARGS]   a psql shell on one server
 #
 # Ports (override with the variables): SEAWAY_PG_PORT=25432, replica N at
@@ -226,6 +228,17 @@ case "$cmd" in
     BIN="$(find_pg_bin)" || die "no PostgreSQL binaries"
     start_replica "${1:-1}"
     ;;
+  stop-primary)
+    BIN="$(find_pg_bin)" || die "no PostgreSQL binaries"
+    stop_pg "$BASE/primary"
+    ;;
+  start-primary)
+    BIN="$(find_pg_bin)" || die "no PostgreSQL binaries"
+    start_primary
+    for n in $(seq 1 "$REPLICAS"); do
+      pg_running "$(replica_dir "$n")" && wait_streaming "$n"
+    done
+    ;;
   stop-redis) stop_redis ;;
   start-redis) start_redis ;;
   psql)
@@ -238,7 +251,7 @@ case "$cmd" in
     exec psql -X -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
     ;;
   *)
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$cmd" ] || exit 2
     ;;
 esac

@@ -12,7 +12,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DURATION="${1:-20}"
 PORT="${LOAD_PORT:-23000}"
 
-command -v wrk >/dev/null || { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 scripts/cluster.sh up
 eval "$(scripts/cluster.sh env)"
@@ -21,12 +24,10 @@ BIN=target/release/seaway-app
 
 admin="$DATABASE_URL"
 export DATABASE_URL="${admin%/*}/loadtest"
-export READ_REPLICA_URLS="$(echo "$READ_REPLICA_URLS" | sed 's#/postgres#/loadtest#g')"
+export READ_REPLICA_URLS="$(echo "$READ_REPLICA_URLS" | sed -E 's#/postgres(,|$)#/loadtest\1#g')"
 psql -X -q "$admin" -c "DROP DATABASE IF EXISTS loadtest WITH (FORCE)" -c "CREATE DATABASE loadtest"
 $BIN migrate
-start=$(date +%s.%N)
 $BIN seed --profiles 10000 --stories 100000 --follows 200000 --seed 7 2>/dev/null
-echo "seed: $(echo "$(date +%s.%N) - $start" | bc) s for 10000 profiles, 100000 stories, 200000 follows"
 psql -X -q "$DATABASE_URL" -c "VACUUM ANALYZE"
 sleep 2 # replicas replay the seed
 

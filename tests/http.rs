@@ -1047,3 +1047,68 @@ async fn read_after_write_through_http_under_lag() {
     );
     cl.reset();
 }
+
+#[tokio::test]
+async fn with_the_primary_down_health_is_503_writes_fail_clearly_and_replica_reads_answer() {
+    let Some(cl) = cluster() else { return };
+    let _g = cl.exclusive().await;
+    let t = cl.fresh_db("primarydown").await;
+    let c = pg_client(&t, Duration::from_secs(60)).await;
+    let p = c
+        .post(
+            "/profiles",
+            json!({"username": "still", "display_name": "S"}),
+        )
+        .await;
+    let id = p.body["id"].as_i64().expect("id");
+    seaway_tests::wait_for(Duration::from_secs(5), || async {
+        entity::prelude::Profile::find_by_id(id)
+            .one(&t.replica(0).await)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+            && entity::prelude::Profile::find_by_id(id)
+                .one(&t.replica(1).await)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+    })
+    .await
+    .expect("replicated");
+    *c.token.lock().expect("lock") = None;
+    cl.run(&["stop-primary"]);
+    let h = c.get("/health").await;
+    assert_eq!(h.status, StatusCode::SERVICE_UNAVAILABLE, "{}", h.body);
+    assert_eq!(h.body["primary"]["healthy"], false);
+    let w = c
+        .post(
+            "/profiles",
+            json!({"username": "lost", "display_name": "L"}),
+        )
+        .await;
+    assert_eq!(w.status, StatusCode::SERVICE_UNAVAILABLE, "{}", w.body);
+    assert_eq!(w.body["error"]["code"], "unavailable");
+    *c.token.lock().expect("lock") = None;
+    let r = c.get(&format!("/profiles/{id}")).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a read that may use a replica still answers: {}",
+        r.body
+    );
+    assert!(
+        r.header("x-db-route")
+            .is_some_and(|v| v.starts_with("replica:")),
+        "{:?}",
+        r.header("x-db-route")
+    );
+    cl.run(&["start-primary"]);
+    seaway_tests::wait_for(Duration::from_secs(10), || async {
+        c.get("/health").await.status == StatusCode::OK
+    })
+    .await
+    .expect("healthy again");
+    cl.reset();
+}

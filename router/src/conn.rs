@@ -295,7 +295,9 @@ impl Db {
             };
             let weak = weak.clone();
             let prober = tokio::spawn(async move {
-                let mut tick = tokio::time::interval(interval);
+                // Db::connect probes once itself: the first tick is one period away.
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
@@ -460,6 +462,17 @@ impl Db {
     /// Whether `.cached()` caches (false when the TTL is zero).
     pub fn cache_enabled(&self) -> bool {
         self.shared.cache_enabled
+    }
+
+    pub(crate) fn count_write(&self) {
+        bump(&self.shared.counters.writes, "seaway_writes_total");
+    }
+
+    pub(crate) fn count_read_in_transaction(&self) {
+        bump(
+            &self.shared.counters.primary_reads,
+            "seaway_primary_reads_total",
+        );
     }
 
     /// The primary's position after a write (SQLite: the write counter).

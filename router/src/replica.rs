@@ -302,7 +302,10 @@ impl ReplicaSet {
                     let (bytes, ms) = match primary_lsn {
                         Some(p) if replay >= p => (0, 0),
                         Some(p) => (p.0 - replay.0, self.time_lag_ms(replay).min(age_ms)),
-                        None => (0, age_ms),
+                        // The primary is unreachable: a replica is as fresh as
+                        // anything that can be read, so it must not be skipped
+                        // for lag (reads keep answering while writes fail).
+                        None => (0, 0),
                     };
                     r.probe_ok(replay, bytes, ms);
                 }

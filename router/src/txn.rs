@@ -41,8 +41,10 @@ impl DbTransaction {
             reason = "transaction"
         );
         if !access.is_write() {
+            self.db.count_read_in_transaction();
             return span;
         }
+        self.db.count_write();
         scope::with_current(|s| s.mark_wrote());
         if let Ok(mut w) = self.written.lock() {
             if access.tables.is_empty() {

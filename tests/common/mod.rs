@@ -120,6 +120,7 @@ impl Cluster {
 
     /// Every server up, no lag.
     pub fn reset(&self) {
+        self.run(&["start-primary"]);
         self.run(&["start-replica", "1"]);
         self.run(&["start-replica", "2"]);
         self.run(&["start-redis"]);

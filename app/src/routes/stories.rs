@@ -242,7 +242,14 @@ async fn list(
                 .like(LikeExpr::new(pattern).escape('\\')),
         );
     }
+    let published = p.bool("published")?;
     select = match p.text("order", 20)?.unwrap_or("recent") {
+        // Published stories always have a published_at: the plain DESC order
+        // walks the (published, published_at DESC) index (6 ms at offset 1000
+        // against 37 ms with NULLS LAST, which forces a sort; BENCHMARKS.md).
+        "recent" if published == Some(true) => select
+            .order_by_desc(story::Column::PublishedAt)
+            .order_by_desc(story::Column::Id),
         "recent" => select
             .order_by_with_nulls(story::Column::PublishedAt, Order::Desc, NullOrdering::Last)
             .order_by_desc(story::Column::Id),
