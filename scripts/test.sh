@@ -16,5 +16,6 @@ eval "$(scripts/cluster.sh env)"
 export SEAWAY_REQUIRE_CLUSTER=1
 # Test binaries run one after another (cargo test), so a fault injected by one
 # binary never meets another; inside a binary, tests/common serializes them.
-cargo test --workspace --all-targets "$@"
+# --nocapture: the fault and latency tests print their counts and figures.
+cargo test --workspace --all-targets "$@" -- --nocapture
 cargo test --workspace --doc

@@ -76,7 +76,11 @@ pub fn cluster() -> Option<Cluster> {
                     "the test cluster is required (SEAWAY_REQUIRE_CLUSTER=1) but its environment is missing: run scripts/test.sh"
                 );
             }
-            eprintln!(
+            // Written to the stderr handle itself: the test harness captures
+            // eprintln!, and a skip must be visible in plain `cargo test`.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED: needs the PostgreSQL primary + replicas + Redis cluster; run scripts/test.sh (plain `cargo test` skips these)"
             );
             None
