@@ -39,6 +39,14 @@ impl ApiError {
     pub fn conflict(message: impl Into<String>, field: Option<&str>) -> Self {
         Self::new(StatusCode::CONFLICT, message, field)
     }
+    /// 413 `payload_too_large`.
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is over 1 MiB",
+            None,
+        )
+    }
     /// 503 `unavailable`.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, message, None)

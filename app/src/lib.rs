@@ -45,29 +45,65 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::ops::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new_status(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            ApiError::new_status(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+            )
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(reject_large_bodies))
         .layer(SeawayLayer::new(db))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        status = tracing::field::Empty,
+                        latency_us = tracing::field::Empty,
+                        route = tracing::field::Empty,
+                        cache = tracing::field::Empty,
+                    )
                 })
                 .on_response(
-                    |res: &axum::http::Response<axum::body::Body>, latency: Duration, _span: &tracing::Span| {
-                        let h = |n: &str| res.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-                        tracing::info!(
-                            status = res.status().as_u16(),
-                            latency_us = latency.as_micros() as u64,
-                            route = %h("x-db-route"),
-                            cache = %h("x-cache"),
-                            "response"
-                        );
+                    |res: &axum::http::Response<axum::body::Body>,
+                     latency: Duration,
+                     span: &tracing::Span| {
+                        let h = |n: &str| {
+                            res.headers()
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                        };
+                        span.record("status", res.status().as_u16());
+                        span.record("latency_us", latency.as_micros() as u64);
+                        span.record("route", h("x-db-route"));
+                        span.record("cache", h("x-cache"));
+                        tracing::info!("response");
                     },
                 ),
         )
+}
+
+/// Answers 413 to any request that declares a body over [`MAX_BODY_BYTES`],
+/// whatever the endpoint (bodies without a length are cut by the extractors).
+async fn reject_large_bodies(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| axum::body::HttpBody::size_hint(req.body()).exact());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return ApiError::too_large().into_response();
+    }
+    next.run(req).await
 }
 
 /// Connects, prepares the schema (SQLite: migrate; PostgreSQL: check that the
