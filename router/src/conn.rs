@@ -725,6 +725,31 @@ fn sqlite_dir(url: &str) -> Option<std::path::PathBuf> {
     (!parent.as_os_str().is_empty()).then(|| parent.to_path_buf())
 }
 
+impl Db {
+    /// Routes one statement: writes to the write alias, reads through the
+    /// router (retried on the primary if a replica fails); `run` executes it.
+    async fn route_statement<T, F, Fut>(
+        &self,
+        access: Access,
+        stmt: Statement,
+        run: F,
+    ) -> Result<T, DbErr>
+    where
+        F: Fn(DatabaseConnection, Statement) -> Fut,
+        Fut: Future<Output = Result<T, DbErr>>,
+    {
+        let for_write = stmt.clone();
+        self.routed(access, |c| run(c, stmt.clone()), |c| run(c, for_write))
+            .await
+    }
+
+    /// Builds a SeaQuery statement for the backend and classifies it from its structure.
+    fn typed<S: StatementBuilder>(&self, stmt: &S) -> (Access, Statement) {
+        let built = self.shared.backend.build(stmt);
+        (classify::classify_builder(stmt, &built), built)
+    }
+}
+
 #[async_trait::async_trait]
 impl ConnectionTrait for Db {
     fn get_database_backend(&self) -> DbBackend {
@@ -733,29 +758,16 @@ impl ConnectionTrait for Db {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         let access = classify::classify_sql(&stmt.sql);
-        let s2 = stmt.clone();
-        self.routed(
-            access,
-            |c| {
-                let st = stmt.clone();
-                async move { c.execute_raw(st).await }
-            },
-            |c| async move { c.execute_raw(s2).await },
-        )
-        .await
+        self.route_statement(access, stmt, |c, st| async move { c.execute_raw(st).await })
+            .await
     }
 
     async fn execute<S: StatementBuilder>(&self, stmt: &S) -> Result<ExecResult, DbErr> {
-        let built = self.shared.backend.build(stmt);
-        let access = classify::classify_builder(stmt, &built);
-        let b2 = built.clone();
-        self.routed(
+        let (access, built) = self.typed(stmt);
+        self.route_statement(
             access,
-            |c| {
-                let st = built.clone();
-                async move { c.execute_raw(st).await }
-            },
-            |c| async move { c.execute_raw(b2).await },
+            built,
+            |c, st| async move { c.execute_raw(st).await },
         )
         .await
     }
@@ -772,58 +784,40 @@ impl ConnectionTrait for Db {
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         let access = classify::classify_sql(&stmt.sql);
-        let s2 = stmt.clone();
-        self.routed(
+        self.route_statement(
             access,
-            |c| {
-                let st = stmt.clone();
-                async move { c.query_one_raw(st).await }
-            },
-            |c| async move { c.query_one_raw(s2).await },
+            stmt,
+            |c, st| async move { c.query_one_raw(st).await },
         )
         .await
     }
 
     async fn query_one<S: StatementBuilder>(&self, stmt: &S) -> Result<Option<QueryResult>, DbErr> {
-        let built = self.shared.backend.build(stmt);
-        let access = classify::classify_builder(stmt, &built);
-        let b2 = built.clone();
-        self.routed(
+        let (access, built) = self.typed(stmt);
+        self.route_statement(
             access,
-            |c| {
-                let st = built.clone();
-                async move { c.query_one_raw(st).await }
-            },
-            |c| async move { c.query_one_raw(b2).await },
+            built,
+            |c, st| async move { c.query_one_raw(st).await },
         )
         .await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         let access = classify::classify_sql(&stmt.sql);
-        let s2 = stmt.clone();
-        self.routed(
+        self.route_statement(
             access,
-            |c| {
-                let st = stmt.clone();
-                async move { c.query_all_raw(st).await }
-            },
-            |c| async move { c.query_all_raw(s2).await },
+            stmt,
+            |c, st| async move { c.query_all_raw(st).await },
         )
         .await
     }
 
     async fn query_all<S: StatementBuilder>(&self, stmt: &S) -> Result<Vec<QueryResult>, DbErr> {
-        let built = self.shared.backend.build(stmt);
-        let access = classify::classify_builder(stmt, &built);
-        let b2 = built.clone();
-        self.routed(
+        let (access, built) = self.typed(stmt);
+        self.route_statement(
             access,
-            |c| {
-                let st = built.clone();
-                async move { c.query_all_raw(st).await }
-            },
-            |c| async move { c.query_all_raw(b2).await },
+            built,
+            |c, st| async move { c.query_all_raw(st).await },
         )
         .await
     }

@@ -449,20 +449,25 @@ impl QueryCache {
         // Local first, so this instance never serves its own stale entry.
         self.bump_local(&tags, lsn);
         self.catchup.want(lsn);
-        if let Some(l2) = &self.l2 {
-            match l2.invalidate(&tags, lsn).await {
-                Some(versions) => self.apply_remote(
-                    &tags
-                        .iter()
-                        .cloned()
-                        .zip(versions)
-                        .map(|(t, v)| (t, v, lsn.0))
-                        .collect::<Vec<_>>(),
-                ),
-                None => {
-                    if let Ok(mut p) = self.pending.lock() {
-                        p.extend(tags);
-                    }
+        self.announce(tags, lsn).await;
+    }
+
+    /// Moves the tags' versions in Redis and tells every instance; when Redis
+    /// does not take them, keeps them to send once it answers.
+    async fn announce(&self, tags: Vec<String>, lsn: Lsn) {
+        let Some(l2) = &self.l2 else { return };
+        match l2.invalidate(&tags, lsn).await {
+            Some(versions) => {
+                let updates: Vec<_> = tags
+                    .into_iter()
+                    .zip(versions)
+                    .map(|(t, v)| (t, v, lsn.0))
+                    .collect();
+                self.apply_remote(&updates);
+            }
+            None => {
+                if let Ok(mut p) = self.pending.lock() {
+                    p.extend(tags);
                 }
             }
         }
@@ -496,23 +501,7 @@ impl QueryCache {
                     .unwrap_or(0)
             })
             .unwrap_or(0));
-        if let Some(l2) = &self.l2 {
-            match l2.invalidate(&tags, lsn).await {
-                Some(versions) => self.apply_remote(
-                    &tags
-                        .iter()
-                        .cloned()
-                        .zip(versions)
-                        .map(|(t, v)| (t, v, lsn.0))
-                        .collect::<Vec<_>>(),
-                ),
-                None => {
-                    if let Ok(mut p) = self.pending.lock() {
-                        p.extend(tags);
-                    }
-                }
-            }
-        }
+        self.announce(tags, lsn).await;
     }
 
     /// Empties L1 (cross-instance invalidations may have been lost).
