@@ -57,8 +57,15 @@ async fn pair(name: &str, plain: &DatabaseConnection, routed: &Db) {
         ratio.push(r / p);
     }
     let (pm, rm) = (pct(&mut a, 0.5), pct(&mut b, 0.5));
+    // `cargo test --all-targets` runs this unoptimized: say so, so no one
+    // reads a debug build's ratio as the routing overhead.
+    let build = if cfg!(debug_assertions) {
+        " [debug build: a smoke run, not a measurement; use cargo bench]"
+    } else {
+        ""
+    };
     println!(
-        "paired/{name}: {ROUNDS} rounds; plain median {pm:.1} µs p90 {:.1} µs; routed median {rm:.1} µs p90 {:.1} µs; \
+        "paired/{name}{build}: {ROUNDS} rounds; plain median {pm:.1} µs p90 {:.1} µs; routed median {rm:.1} µs p90 {:.1} µs; \
          median of per-round routed/plain {:.3}; ratio of medians {:.3}",
         pct(&mut a, 0.9),
         pct(&mut b, 0.9),
