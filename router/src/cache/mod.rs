@@ -407,7 +407,10 @@ impl QueryCache {
     /// Takes Redis's versions as this process's, except for tags whose
     /// local invalidation Redis has not heard of yet.
     fn sync_versions(&self, tags: &[Tag], remote: &[(u64, u64)]) {
-        let pending = self.pending.lock().map(|p| p.clone()).unwrap_or_default();
+        // Lock order: pending, then tags (nowhere else holds both).
+        let Ok(pending) = self.pending.lock() else {
+            return;
+        };
         if let Ok(mut local) = self.tags.write() {
             for (t, (v, lsn)) in tags.iter().zip(remote) {
                 if pending.contains(t.as_ref()) {
