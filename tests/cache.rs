@@ -10,33 +10,19 @@ use seaway_tests::{TestDb, cluster, insert_profile, insert_story, wait_for};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Reads story `id`'s title through the cache in a fresh scope.
+/// Reads story `id`'s title through the cache (routed to a replica) in a fresh scope.
 async fn title(db: &Db, id: i64) -> (Option<String>, CacheOutcome) {
-    let scope = Scope::new();
-    let m = scope
-        .run(async {
-            Story::find_by_id(id)
-                .using_replica()
-                .cached()
-                .one(db)
-                .await
-                .expect("read")
-        })
-        .await;
-    (
-        m.map(|m| m.title),
-        scope.state().last_cache().expect("outcome"),
-    )
+    title_via(db, id, seaway::READ_REPLICA).await
 }
 
-/// Reads story `id`'s title through the cache, from the primary: what it
-/// returns can be stale only through the cache, never through replica lag.
-async fn title_from_primary(db: &Db, id: i64) -> (Option<String>, CacheOutcome) {
+/// Reads story `id`'s title through the cache from `alias`. From the primary,
+/// a stale answer can come only from the cache, never from replica lag.
+async fn title_via(db: &Db, id: i64, alias: &str) -> (Option<String>, CacheOutcome) {
     let scope = Scope::new();
     let m = scope
         .run(async {
             Story::find_by_id(id)
-                .using_primary()
+                .using(alias)
                 .cached()
                 .one(db)
                 .await
@@ -142,7 +128,7 @@ async fn a_write_on_one_instance_is_seen_on_another_within_100ms() {
     let mut worst = Duration::ZERO;
     for round in 1..=5 {
         wait_for(Duration::from_secs(1), || async {
-            title_from_primary(&b, id).await.1 == CacheOutcome::HitL1
+            title_via(&b, id, seaway::DEFAULT).await.1 == CacheOutcome::HitL1
         })
         .await
         .expect("B has it cached");
@@ -152,7 +138,7 @@ async fn a_write_on_one_instance_is_seen_on_another_within_100ms() {
         let written = Instant::now();
         let took = loop {
             let issued = written.elapsed();
-            if title_from_primary(&b, id).await.0.as_deref() == Some(want.as_str()) {
+            if title_via(&b, id, seaway::DEFAULT).await.0.as_deref() == Some(want.as_str()) {
                 break issued;
             }
             assert!(

@@ -45,10 +45,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::ops::router())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new_status(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed",
-            )
+            ApiError::bad_request("method not allowed", None)
+                .with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -148,14 +146,4 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-impl ApiError {
-    /// An error with any status (used for 405).
-    pub fn new_status(status: axum::http::StatusCode, message: &str) -> Self {
-        match status.as_u16() {
-            405 => Self::bad_request(message, None).with_status(status),
-            _ => Self::internal(),
-        }
-    }
 }

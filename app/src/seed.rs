@@ -61,12 +61,9 @@ impl Progress {
 
 fn title(rng: &mut StdRng) -> String {
     let n = rng.random_range(2..=5);
-    let mut t: Vec<&str> = (0..n)
+    let t: Vec<&str> = (0..n)
         .map(|_| WORDS[rng.random_range(0..WORDS.len())])
         .collect();
-    if let Some(first) = t.first_mut() {
-        *first = first;
-    }
     let mut s = t.join(" ");
     if let Some(c) = s.get_mut(0..1) {
         c.make_ascii_uppercase();

@@ -46,7 +46,7 @@ mod txn;
 
 mod cache;
 
-pub use cache::{CacheStats, FORMAT_VERSION, SHORT_TTL};
+pub use cache::{CacheStats, CacheValue, FORMAT_VERSION, SHORT_TTL};
 pub use config::{Config, ConfigBuilder, Strategy};
 pub use conn::{Db, Health, is_connection_error};
 pub use error::{Error, redact_url};

@@ -113,18 +113,16 @@ async fn people(
     let id = parse_id(&raw, "id")?;
     let page = Params::new(q, &[])?.page()?;
     find(&s.db, id).await?;
-    let rows = Profile::find()
-        .join(JoinType::InnerJoin, rel.def().rev())
-        .filter(key.eq(id))
-        .order_by_desc(follow::Column::CreatedAt)
-        .order_by_asc(profile::Column::Id)
-        .limit(page.limit)
-        .offset(page.offset)
-        .using_replica()
-        .cached()
-        .all(&s.db)
-        .await?;
-    Ok(axum::Json(wire::List::new(rows, page)))
+    super::page_of(
+        &s.db,
+        Profile::find()
+            .join(JoinType::InnerJoin, rel.def().rev())
+            .filter(key.eq(id))
+            .order_by_desc(follow::Column::CreatedAt)
+            .order_by_asc(profile::Column::Id),
+        page,
+    )
+    .await
 }
 
 async fn followers(
@@ -172,16 +170,14 @@ async fn feed(
         .from(follow::Entity)
         .and_where(Expr::col(follow::Column::FollowerId).eq(id))
         .to_owned();
-    let rows = Story::find()
-        .filter(story::Column::Published.eq(true))
-        .filter(story::Column::AuthorId.in_subquery(followed))
-        .order_by_desc(story::Column::PublishedAt)
-        .order_by_desc(story::Column::Id)
-        .limit(page.limit)
-        .offset(page.offset)
-        .using_replica()
-        .cached()
-        .all(&s.db)
-        .await?;
-    Ok(axum::Json(wire::List::new(rows, page)))
+    super::page_of(
+        &s.db,
+        Story::find()
+            .filter(story::Column::Published.eq(true))
+            .filter(story::Column::AuthorId.in_subquery(followed))
+            .order_by_desc(story::Column::PublishedAt)
+            .order_by_desc(story::Column::Id),
+        page,
+    )
+    .await
 }

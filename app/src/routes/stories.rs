@@ -263,14 +263,7 @@ async fn list(
             ));
         }
     };
-    let rows = select
-        .limit(page.limit)
-        .offset(page.offset)
-        .using_replica()
-        .cached()
-        .all(&s.db)
-        .await?;
-    Ok(axum::Json(wire::List::new(rows, page)))
+    super::page_of(&s.db, select, page).await
 }
 
 async fn featured(
@@ -278,18 +271,16 @@ async fn featured(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<wire::List<wire::Story>>, ApiError> {
     let page = Params::new(q, &[])?.page()?;
-    let rows = Story::find()
-        .filter(story::Column::Published.eq(true))
-        .filter(story::Column::Featured.eq(true))
-        .order_by_desc(story::Column::PublishedAt)
-        .order_by_desc(story::Column::Id)
-        .limit(page.limit)
-        .offset(page.offset)
-        .using_replica()
-        .cached()
-        .all(&s.db)
-        .await?;
-    Ok(axum::Json(wire::List::new(rows, page)))
+    super::page_of(
+        &s.db,
+        Story::find()
+            .filter(story::Column::Published.eq(true))
+            .filter(story::Column::Featured.eq(true))
+            .order_by_desc(story::Column::PublishedAt)
+            .order_by_desc(story::Column::Id),
+        page,
+    )
+    .await
 }
 
 #[cfg(test)]
