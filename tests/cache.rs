@@ -74,6 +74,18 @@ async fn tiers_hit_miss_expire_and_namespaces_isolate() {
         title(&a, id).await,
         (Some("first".into()), CacheOutcome::HitL1)
     );
+    // An L1 hit through the shared API hands out the cached value itself.
+    let shared = || async {
+        Story::find_by_id(id)
+            .using_replica()
+            .cached()
+            .one_shared(&a)
+            .await
+            .expect("read")
+    };
+    let (x, y) = (shared().await, shared().await);
+    assert!(Arc::ptr_eq(&x, &y), "two L1 hits, one allocation");
+    assert_eq!(x.as_ref().as_ref().map(|m| m.title.as_str()), Some("first"));
     let b = Db::connect(t.config().build()).await.expect("b");
     assert_eq!(
         title(&b, id).await,
@@ -94,7 +106,7 @@ async fn tiers_hit_miss_expire_and_namespaces_isolate() {
         "another namespace shares nothing"
     );
     let stats = a.cache_stats().await;
-    assert_eq!((stats.l1_hits, stats.l1_misses), (1, 1));
+    assert_eq!((stats.l1_hits, stats.l1_misses), (3, 1));
     assert!(stats.l2_enabled && stats.l2_healthy);
 
     let short = Db::connect(

@@ -9,10 +9,10 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use entity::prelude::Story;
 use entity::story;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 use seaway::prelude::*;
 use seaway::{Config, Db};
 use std::hint::black_box;
@@ -97,6 +97,25 @@ fn cache(c: &mut Criterion) {
                 .expect("hit")
         })
     });
+    g.bench_function("find_by_id/seaway_cached_one_shared", |b| {
+        b.to_async(&rt).iter(|| async {
+            Story::find_by_id(500)
+                .using_replica()
+                .cached()
+                .one_shared(&db)
+                .await
+                .expect("hit")
+        })
+    });
+    // The cache's own part of a hit: the query is built (SeaORM's work,
+    // timed in l1_hit_parts) in criterion's untimed set-up.
+    g.bench_function("find_by_id/seaway_hit_path_query_prebuilt", |b| {
+        b.to_async(&rt).iter_batched(
+            || Story::find_by_id(500).using_replica().cached(),
+            |q| async { q.one(&db).await.expect("hit") },
+            BatchSize::SmallInput,
+        )
+    });
     g.bench_function("listing20/raw_moka_get_arc", |b| {
         b.to_async(&rt)
             .iter(|| async { black_box(moka_rows.get(&7).await) })
@@ -114,6 +133,43 @@ fn cache(c: &mut Criterion) {
                 .await
                 .expect("hit")
         })
+    });
+    g.bench_function("listing20/seaway_cached_all_shared", |b| {
+        b.to_async(&rt).iter(|| async {
+            listing()
+                .using_replica()
+                .cached()
+                .all_shared(&db)
+                .await
+                .expect("hit")
+        })
+    });
+    g.bench_function("listing20/seaway_hit_path_query_prebuilt_shared", |b| {
+        b.to_async(&rt).iter_batched(
+            || listing().using_replica().cached(),
+            |q| async { q.all_shared(&db).await.expect("hit") },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+
+    // Where an L1 hit's time goes: building the SeaORM query, and (what the
+    // key no longer does) rendering it to an SQL string and values.
+    let mut g = c.benchmark_group("l1_hit_parts");
+    g.sample_size(100)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    g.bench_function("find_by_id/build_query", |b| {
+        b.iter(|| black_box(Story::find_by_id(500).limit(1)))
+    });
+    g.bench_function("find_by_id/render_sql_string", |b| {
+        let q = Story::find_by_id(500).limit(1);
+        b.iter(|| black_box(q.build(sea_orm::DbBackend::Postgres)))
+    });
+    g.bench_function("listing20/build_query", |b| b.iter(|| black_box(listing())));
+    g.bench_function("listing20/render_sql_string", |b| {
+        let q = listing();
+        b.iter(|| black_box(q.build(sea_orm::DbBackend::Postgres)))
     });
     g.finish();
 

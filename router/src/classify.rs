@@ -96,14 +96,22 @@ fn push_unique(v: &mut Vec<Tag>, t: Tag) {
 /// SeaQuery renders lock clauses as ` FOR UPDATE`, ` FOR SHARE`, ` FOR NO KEY
 /// UPDATE`, ` FOR KEY SHARE`; functions keep the case they were given.
 fn typed_select_needs_primary(sql: &str) -> bool {
-    sql.contains(" FOR ") || contains_ci(sql, "nextval") || contains_ci(sql, "setval")
+    sql.contains(" FOR ") || mentions_sequence_write(sql)
 }
 
-fn contains_ci(hay: &str, needle: &str) -> bool {
-    let n = needle.len();
-    hay.as_bytes()
-        .windows(n)
-        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+/// Whether `nextval` or `setval` occurs anywhere, in any case. Looks only
+/// around each `v`: this runs for every typed read.
+fn mentions_sequence_write(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    let ends_at = |i: usize, prefix: &[u8]| {
+        i >= prefix.len() && b[i - prefix.len()..i].eq_ignore_ascii_case(prefix)
+    };
+    b.iter().enumerate().any(|(i, &c)| {
+        (c | 0x20) == b'v'
+            && b.get(i + 1..i + 3)
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"al"))
+            && (ends_at(i, b"next") || ends_at(i, b"set"))
+    })
 }
 
 fn is_schema_keyword(w: &str) -> bool {
@@ -392,6 +400,19 @@ fn read_tables(tokens: &[Token<'_>]) -> Vec<Tag> {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[rstest]
+    #[case("SELECT nextval('s')", true)]
+    #[case("SELECT NEXTVAL('s')", true)]
+    #[case("SELECT \"setval\"('s', 1)", true)]
+    #[case("SELECT SetVal('s', 1)", true)]
+    #[case("SELECT \"val\", \"view_count\" FROM \"v\"", false)]
+    #[case("SELECT interval, next_val, sets_val FROM t", false)]
+    #[case("v", false)]
+    #[case("", false)]
+    fn sequence_functions_are_found_in_any_case(#[case] sql: &str, #[case] found: bool) {
+        assert_eq!(mentions_sequence_write(sql), found, "{sql}");
+    }
 
     #[rstest]
     #[case::plain_select("SELECT * FROM stories", Kind::Read)]

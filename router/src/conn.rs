@@ -617,13 +617,18 @@ impl Db {
 
     /// Runs a read on `target`; a replica that fails at the connection level
     /// is replaced by the primary once. Returns where it finally ran.
-    pub(crate) async fn run_read<T, F, Fut>(
+    ///
+    /// `input` (the statement) is copied only when a retry may need it, so a
+    /// read on the primary copies nothing.
+    pub(crate) async fn run_read<I, T, F, Fut>(
         &self,
         target: Target,
+        input: I,
         f: F,
     ) -> Result<(T, Target), DbErr>
     where
-        F: Fn(DatabaseConnection) -> Fut,
+        I: Clone,
+        F: Fn(DatabaseConnection, I) -> Fut,
         Fut: Future<Output = Result<T, DbErr>>,
     {
         let s = &self.shared;
@@ -633,7 +638,7 @@ impl Db {
                 let result = {
                     let _guard = InFlight::new(r);
                     let span = tracing::debug_span!("seaway.statement", alias = READ_REPLICA, replica = %r.name, reason = "router");
-                    f(r.conn.clone()).instrument(span).await
+                    f(r.conn.clone(), input.clone()).instrument(span).await
                 };
                 match result {
                     Ok(v) => {
@@ -648,7 +653,7 @@ impl Db {
                             alias = DEFAULT,
                             reason = "fallback"
                         );
-                        let v = f(s.primary.clone()).instrument(span).await?;
+                        let v = f(s.primary.clone(), input).instrument(span).await?;
                         bump(&s.counters.primary_reads, "seaway_primary_reads_total");
                         Ok((v, Target::Primary("fallback")))
                     }
@@ -658,13 +663,13 @@ impl Db {
             Target::Primary(reason) => {
                 let span =
                     tracing::debug_span!("seaway.statement", alias = DEFAULT, reason = *reason);
-                let v = f(s.primary.clone()).instrument(span).await?;
+                let v = f(s.primary.clone(), input).instrument(span).await?;
                 bump(&s.counters.primary_reads, "seaway_primary_reads_total");
                 Ok((v, target))
             }
             Target::Alias(a) => {
                 let span = tracing::debug_span!("seaway.statement", alias = %a, reason = "router");
-                let v = f(self.conn_for(&target)).instrument(span).await?;
+                let v = f(self.conn_for(&target), input).instrument(span).await?;
                 Ok((v, target))
             }
         }
@@ -696,23 +701,20 @@ impl Db {
         result
     }
 
-    async fn routed<T, R, W, RFut, WFut>(
-        &self,
-        access: Access,
-        read: R,
-        write: W,
-    ) -> Result<T, DbErr>
+    /// Routes one statement: writes to the write alias, reads through the
+    /// router (retried on the primary if a replica fails); `run` executes
+    /// `input` (the statement) on the connection chosen.
+    async fn routed<I, T, F, Fut>(&self, access: Access, input: I, run: F) -> Result<T, DbErr>
     where
-        R: Fn(DatabaseConnection) -> RFut,
-        RFut: Future<Output = Result<T, DbErr>>,
-        W: FnOnce(DatabaseConnection) -> WFut,
-        WFut: Future<Output = Result<T, DbErr>>,
+        I: Clone,
+        F: Fn(DatabaseConnection, I) -> Fut,
+        Fut: Future<Output = Result<T, DbErr>>,
     {
         if access.is_write() {
-            return self.run_write(&access, write).await;
+            return self.run_write(&access, |c| run(c, input)).await;
         }
         let target = self.decide_read(&Explicit::Auto, &access.tables)?;
-        let (v, ran) = self.run_read(target, read).await?;
+        let (v, ran) = self.run_read(target, input, run).await?;
         let route = self.route_of(&ran);
         scope::with_current(|st| st.record(route, CacheOutcome::Bypass));
         Ok(v)
@@ -726,23 +728,6 @@ fn sqlite_dir(url: &str) -> Option<std::path::PathBuf> {
 }
 
 impl Db {
-    /// Routes one statement: writes to the write alias, reads through the
-    /// router (retried on the primary if a replica fails); `run` executes it.
-    async fn route_statement<T, F, Fut>(
-        &self,
-        access: Access,
-        stmt: Statement,
-        run: F,
-    ) -> Result<T, DbErr>
-    where
-        F: Fn(DatabaseConnection, Statement) -> Fut,
-        Fut: Future<Output = Result<T, DbErr>>,
-    {
-        let for_write = stmt.clone();
-        self.routed(access, |c| run(c, stmt.clone()), |c| run(c, for_write))
-            .await
-    }
-
     /// Builds a SeaQuery statement for the backend and classifies it from its structure.
     fn typed<S: StatementBuilder>(&self, stmt: &S) -> (Access, Statement) {
         let built = self.shared.backend.build(stmt);
@@ -758,13 +743,13 @@ impl ConnectionTrait for Db {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         let access = classify::classify_sql(&stmt.sql);
-        self.route_statement(access, stmt, |c, st| async move { c.execute_raw(st).await })
+        self.routed(access, stmt, |c, st| async move { c.execute_raw(st).await })
             .await
     }
 
     async fn execute<S: StatementBuilder>(&self, stmt: &S) -> Result<ExecResult, DbErr> {
         let (access, built) = self.typed(stmt);
-        self.route_statement(
+        self.routed(
             access,
             built,
             |c, st| async move { c.execute_raw(st).await },
@@ -774,17 +759,15 @@ impl ConnectionTrait for Db {
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         let access = classify::classify_sql(sql);
-        self.routed(
-            access,
-            |c| async move { c.execute_unprepared(sql).await },
-            |c| async move { c.execute_unprepared(sql).await },
-        )
+        self.routed(access, sql, |c, sql| async move {
+            c.execute_unprepared(sql).await
+        })
         .await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         let access = classify::classify_sql(&stmt.sql);
-        self.route_statement(
+        self.routed(
             access,
             stmt,
             |c, st| async move { c.query_one_raw(st).await },
@@ -794,7 +777,7 @@ impl ConnectionTrait for Db {
 
     async fn query_one<S: StatementBuilder>(&self, stmt: &S) -> Result<Option<QueryResult>, DbErr> {
         let (access, built) = self.typed(stmt);
-        self.route_statement(
+        self.routed(
             access,
             built,
             |c, st| async move { c.query_one_raw(st).await },
@@ -804,7 +787,7 @@ impl ConnectionTrait for Db {
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         let access = classify::classify_sql(&stmt.sql);
-        self.route_statement(
+        self.routed(
             access,
             stmt,
             |c, st| async move { c.query_all_raw(st).await },
@@ -814,7 +797,7 @@ impl ConnectionTrait for Db {
 
     async fn query_all<S: StatementBuilder>(&self, stmt: &S) -> Result<Vec<QueryResult>, DbErr> {
         let (access, built) = self.typed(stmt);
-        self.route_statement(
+        self.routed(
             access,
             built,
             |c, st| async move { c.query_all_raw(st).await },

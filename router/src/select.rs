@@ -8,6 +8,7 @@ use sea_orm::sea_query::audit::{AccessType, AuditTrait};
 use sea_orm::{
     DbErr, EntityTrait, PaginatorTrait, QuerySelect, QueryTrait, Select, SelectTwo, SelectTwoMany,
 };
+use std::sync::Arc;
 use std::time::Duration;
 
 mod sealed {
@@ -155,7 +156,7 @@ impl<Q> Routed<Q> {
         fallback: &'static str,
         query: Q,
         exec: F,
-    ) -> Result<V, DbErr>
+    ) -> Result<Arc<V>, DbErr>
     where
         Q: QueryTrait<QueryStatement = sea_orm::sea_query::SelectStatement> + Clone + Sync,
         V: CacheValue,
@@ -167,21 +168,19 @@ impl<Q> Routed<Q> {
         let compute = || Self::tables(&query, &extra, fallback);
         let hints = crate::router::Hints::lazy(&compute);
         let target = db.decide_read_with(&self.route, &hints)?;
-        let tables = move || hints.tables().to_vec();
-        let run_db = || async {
-            let (v, ran) = db
-                .run_read(target.clone(), |c| exec(query.clone(), c))
-                .await?;
-            Ok::<_, DbErr>((v, ran))
-        };
         let Some(ttl) = self.cache.filter(|_| db.cache_enabled()) else {
-            let (v, ran) = run_db().await?;
+            // uncached: the query moves to the connection, uncopied
+            let (v, ran) = db.run_read(target, query, |c, q| exec(q, c)).await?;
             let route = db.route_of(&ran);
             scope::with_current(|s| s.record(route, CacheOutcome::Bypass));
-            return Ok(v);
+            return Ok(Arc::new(v));
         };
-        let stmt = query.build(db.backend());
-        let key = key_of(kind, &stmt);
+        let key = key_of(kind, db.backend(), query.as_query());
+        let tables = move || hints.tables().to_vec();
+        let run_db = || async {
+            db.run_read(target.clone(), query.clone(), |c, q| exec(q, c))
+                .await
+        };
         let min_lsn = scope::with_current(|s| s.min_lsn()).unwrap_or_default();
         let mut ran_on = None;
         let (v, outcome) = db
@@ -205,7 +204,20 @@ impl<E: EntityTrait> Routed<Select<E>> {
     /// # Errors
     ///
     /// The database's; a cache failure is never an error.
-    pub async fn all(mut self, db: &Db) -> Result<Vec<E::Model>, DbErr>
+    pub async fn all(self, db: &Db) -> Result<Vec<E::Model>, DbErr>
+    where
+        E::Model: CacheValue,
+    {
+        self.all_shared(db).await.map(Arc::unwrap_or_clone)
+    }
+
+    /// All rows, shared: an L1 hit hands out the cached vector itself, with
+    /// no copy of the rows (cheapest for long listings).
+    ///
+    /// # Errors
+    ///
+    /// The database's; a cache failure is never an error.
+    pub async fn all_shared(mut self, db: &Db) -> Result<Arc<Vec<E::Model>>, DbErr>
     where
         E::Model: CacheValue,
     {
@@ -221,7 +233,19 @@ impl<E: EntityTrait> Routed<Select<E>> {
     /// # Errors
     ///
     /// The database's.
-    pub async fn one(mut self, db: &Db) -> Result<Option<E::Model>, DbErr>
+    pub async fn one(self, db: &Db) -> Result<Option<E::Model>, DbErr>
+    where
+        E::Model: CacheValue,
+    {
+        self.one_shared(db).await.map(Arc::unwrap_or_clone)
+    }
+
+    /// The first row, shared: an L1 hit hands out the cached value itself.
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    pub async fn one_shared(mut self, db: &Db) -> Result<Arc<Option<E::Model>>, DbErr>
     where
         E::Model: CacheValue,
     {
@@ -250,6 +274,7 @@ impl<E: EntityTrait> Routed<Select<E>> {
             |s, c| async move { s.count(&c).await },
         )
         .await
+        .map(|n| *n)
     }
 }
 
@@ -259,7 +284,24 @@ impl<E: EntityTrait, F: EntityTrait> Routed<SelectTwo<E, F>> {
     /// # Errors
     ///
     /// The database's.
-    pub async fn all(mut self, db: &Db) -> Result<Vec<(E::Model, Option<F::Model>)>, DbErr>
+    pub async fn all(self, db: &Db) -> Result<Vec<(E::Model, Option<F::Model>)>, DbErr>
+    where
+        E::Model: CacheValue,
+        F::Model: CacheValue,
+    {
+        self.all_shared(db).await.map(Arc::unwrap_or_clone)
+    }
+
+    /// All rows with their related row, shared: an L1 hit hands out the cached vector itself.
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    #[allow(clippy::type_complexity)]
+    pub async fn all_shared(
+        mut self,
+        db: &Db,
+    ) -> Result<Arc<Vec<(E::Model, Option<F::Model>)>>, DbErr>
     where
         E::Model: CacheValue,
         F::Model: CacheValue,
@@ -294,6 +336,7 @@ impl<E: EntityTrait, F: EntityTrait> Routed<SelectTwo<E, F>> {
             |s, c| async move { s.one(&c).await },
         )
         .await
+        .map(Arc::unwrap_or_clone)
     }
 }
 
@@ -303,7 +346,21 @@ impl<E: EntityTrait, F: EntityTrait> Routed<SelectTwoMany<E, F>> {
     /// # Errors
     ///
     /// The database's.
-    pub async fn all(mut self, db: &Db) -> Result<Vec<(E::Model, Vec<F::Model>)>, DbErr>
+    pub async fn all(self, db: &Db) -> Result<Vec<(E::Model, Vec<F::Model>)>, DbErr>
+    where
+        E::Model: CacheValue,
+        F::Model: CacheValue,
+    {
+        self.all_shared(db).await.map(Arc::unwrap_or_clone)
+    }
+
+    /// All rows with their related rows, shared: an L1 hit hands out the cached vector itself.
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    #[allow(clippy::type_complexity)]
+    pub async fn all_shared(mut self, db: &Db) -> Result<Arc<Vec<(E::Model, Vec<F::Model>)>>, DbErr>
     where
         E::Model: CacheValue,
         F::Model: CacheValue,

@@ -45,19 +45,99 @@ pub trait CacheValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'stat
 impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> CacheValue for T {}
 
 /// The key of a query: backend, SQL and bound values, hashed (xxh3-128).
-pub(crate) fn key_of(kind: &str, stmt: &sea_orm::Statement) -> u128 {
-    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
-    FORMAT_VERSION.hash(&mut h);
-    kind.hash(&mut h);
-    (stmt.db_backend as u8).hash(&mut h);
-    stmt.sql.hash(&mut h);
-    if let Some(values) = &stmt.values {
-        for v in &values.0 {
-            v.hash(&mut h);
-        }
+///
+/// SeaQuery renders the statement into a per-thread buffer that is reused
+/// (so working out the key of an L1 hit allocates nothing), and the buffer is
+/// hashed once: hashing piece by piece as SeaQuery writes costs more than
+/// rendering.
+pub(crate) fn key_of(
+    kind: &str,
+    backend: sea_orm::DbBackend,
+    stmt: &sea_orm::sea_query::SelectStatement,
+) -> u128 {
+    use sea_orm::sea_query::{MysqlQueryBuilder, PostgresQueryBuilder, SqliteQueryBuilder};
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let _ = h.finish();
-    h.digest128()
+    let render = |buf: &mut Vec<u8>| {
+        buf.clear();
+        let mut w = KeyWriter(buf);
+        FORMAT_VERSION.hash(&mut w);
+        kind.hash(&mut w);
+        (backend as u8).hash(&mut w);
+        match backend {
+            sea_orm::DbBackend::Postgres => {
+                stmt.build_collect_any_into(&PostgresQueryBuilder, &mut w)
+            }
+            sea_orm::DbBackend::Sqlite => stmt.build_collect_any_into(&SqliteQueryBuilder, &mut w),
+            // MySQL, and any backend added later (its byte is in the key too)
+            _ => stmt.build_collect_any_into(&MysqlQueryBuilder, &mut w),
+        }
+        let key = xxhash_rust::xxh3::xxh3_128(buf);
+        // keep a buffer of a usual size, not the largest ever rendered
+        if buf.capacity() > 64 << 10 {
+            *buf = Vec::new();
+        }
+        key
+    };
+    BUF.try_with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => render(&mut buf),
+        Err(_) => render(&mut Vec::new()),
+    })
+    .unwrap_or_else(|_| render(&mut Vec::new()))
+}
+
+/// A SeaQuery `SqlWriter` (and a `Hasher`, for bound values) that appends
+/// everything it is given to a byte buffer, which is then hashed once.
+struct KeyWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for KeyWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+    // SeaQuery writes quoted identifiers a char at a time.
+    fn write_char(&mut self, c: char) -> std::fmt::Result {
+        if c.is_ascii() {
+            self.0.push(c as u8);
+        } else {
+            self.0
+                .extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        }
+        Ok(())
+    }
+}
+
+impl Hasher for KeyWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+    fn finish(&self) -> u64 {
+        0 // never asked: the buffer is hashed by `key_of`
+    }
+}
+
+/// Required by `SqlWriter`; a key has no text.
+impl std::fmt::Display for KeyWriter<'_> {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+impl sea_orm::sea_query::SqlWriter for KeyWriter<'_> {
+    fn push_param<T: sea_orm::sea_query::QueryBuilder>(
+        &mut self,
+        value: sea_orm::sea_query::Value,
+        _: &T,
+    ) {
+        // 0xFF never occurs in UTF-8 text: a value cannot pass for SQL.
+        self.0.push(0xFF);
+        value.hash(self);
+    }
+
+    fn as_writer(&mut self) -> &mut dyn std::fmt::Write {
+        self
+    }
 }
 
 /// One L1 entry: the decoded value, ready to clone out.
@@ -222,7 +302,7 @@ impl QueryCache {
         ttl: Option<Duration>,
         min_lsn: Lsn,
         load: F,
-    ) -> Result<(V, CacheOutcome), sea_orm::DbErr>
+    ) -> Result<(Arc<V>, CacheOutcome), sea_orm::DbErr>
     where
         V: CacheValue,
         F: FnOnce() -> Fut,
@@ -230,11 +310,11 @@ impl QueryCache {
     {
         if let Some(e) = self.l1.get(&key).await
             && self.valid(&e, min_lsn)
-            && let Some(v) = e.value.downcast_ref::<V>()
+            && let Ok(v) = e.value.clone().downcast::<V>()
         {
             self.counters.l1_hits.fetch_add(1, Relaxed);
             metrics::counter!("seaway_cache_l1_hits_total").increment(1);
-            return Ok((v.clone(), CacheOutcome::HitL1));
+            return Ok((v, CacheOutcome::HitL1));
         }
         self.counters.l1_misses.fetch_add(1, Relaxed);
         metrics::counter!("seaway_cache_l1_misses_total").increment(1);
@@ -266,9 +346,9 @@ impl QueryCache {
         }
         let loaded = result?;
         if loaded.fresh_lsn >= min_lsn
-            && let Some(v) = loaded.value.downcast_ref::<V>()
+            && let Ok(v) = loaded.value.clone().downcast::<V>()
         {
-            return Ok((v.clone(), loaded.outcome));
+            return Ok((v, loaded.outcome));
         }
         // We joined a load made for a scope that needed less freshness (or
         // another type): load our own, uncoalesced.
@@ -279,9 +359,8 @@ impl QueryCache {
                     .await?;
                 let v = own
                     .value
-                    .downcast_ref::<V>()
-                    .cloned()
-                    .ok_or_else(|| sea_orm::DbErr::Custom("cache type mismatch".into()))?;
+                    .downcast::<V>()
+                    .map_err(|_| sea_orm::DbErr::Custom("cache type mismatch".into()))?;
                 Ok((v, own.outcome))
             }
             None => Err(sea_orm::DbErr::Custom("cache type mismatch".into())),
@@ -343,7 +422,8 @@ impl QueryCache {
         let after: Vec<TagState> = tags.iter().map(|t| self.local_version(t)).collect();
         let newest_invalidation = after.iter().map(|s| s.lsn).max().unwrap_or(0);
         let fresh = Lsn(source.fresh_lsn.0.max(newest_invalidation).max(min_lsn.0));
-        let stored: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
+        let value = Arc::new(value);
+        let stored: Arc<dyn Any + Send + Sync> = value.clone();
         if before != after {
             self.counters.refused_race.fetch_add(1, Relaxed);
             tracing::debug!("cache fill refused: invalidated while loading");
@@ -356,7 +436,7 @@ impl QueryCache {
             );
         } else {
             let versions: Vec<u64> = before.iter().map(|s| s.version).collect();
-            match postcard::to_allocvec(&value) {
+            match postcard::to_allocvec(&*value) {
                 Ok(payload) => {
                     let size = payload.len();
                     if let Some(l2) = &self.l2 {
@@ -556,25 +636,46 @@ fn poisoned() -> sea_orm::DbErr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sea_orm::{DbBackend, Statement};
+    use sea_orm::DbBackend;
 
     #[test]
     fn keys_differ_by_sql_values_backend_and_kind() {
-        let a = Statement::from_sql_and_values(DbBackend::Postgres, "SELECT $1", [1i64.into()]);
-        let b = Statement::from_sql_and_values(DbBackend::Postgres, "SELECT $1", [2i64.into()]);
-        let c = Statement::from_sql_and_values(DbBackend::Sqlite, "SELECT $1", [1i64.into()]);
+        use sea_orm::sea_query::{Expr, ExprTrait, Query, SelectStatement};
+        let q = |table: &'static str, v: sea_orm::Value| -> SelectStatement {
+            Query::select()
+                .column("id")
+                .from(table)
+                .and_where(Expr::col("id").eq(v))
+                .to_owned()
+        };
+        let a = q("t", 1i64.into());
         let keys = [
-            key_of("all", &a),
-            key_of("all", &b),
-            key_of("all", &c),
-            key_of("count", &a),
+            key_of("all", DbBackend::Postgres, &a),
+            key_of("all", DbBackend::Postgres, &q("t", 2i64.into())),
+            key_of("all", DbBackend::Postgres, &q("t", "1".into())),
+            key_of("all", DbBackend::Postgres, &q("u", 1i64.into())),
+            key_of("all", DbBackend::Sqlite, &a),
+            key_of("count", DbBackend::Postgres, &a),
+            // the same text, inlined instead of bound
+            key_of(
+                "all",
+                DbBackend::Postgres,
+                &Query::select()
+                    .column("id")
+                    .from("t")
+                    .and_where(Expr::cust("\"id\" = 1"))
+                    .to_owned(),
+            ),
         ];
         for i in 0..keys.len() {
             for j in i + 1..keys.len() {
                 assert_ne!(keys[i], keys[j], "{i} vs {j}");
             }
         }
-        assert_eq!(key_of("all", &a), key_of("all", &a.clone()));
+        assert_eq!(
+            key_of("all", DbBackend::Postgres, &a),
+            key_of("all", DbBackend::Postgres, &a.clone())
+        );
     }
 
     fn cache() -> Arc<QueryCache> {
@@ -598,6 +699,7 @@ mod tests {
             },
         )
         .await
+        .map(|(v, o)| (*v, o))
         .expect("load")
     }
 
@@ -658,7 +760,7 @@ mod tests {
             )
             .await
             .expect("load");
-        assert_eq!((v, o), (2, CacheOutcome::Miss));
+        assert_eq!((*v, o), (2, CacheOutcome::Miss));
     }
 
     #[tokio::test]
@@ -692,7 +794,7 @@ mod tests {
             })
             .collect();
         for t in tasks {
-            assert_eq!(t.await.expect("join").expect("load").0, 7);
+            assert_eq!(*t.await.expect("join").expect("load").0, 7);
         }
         assert_eq!(loads.load(Relaxed), 1);
     }
