@@ -43,11 +43,29 @@ pub(crate) struct Found {
     pub(crate) versions: Vec<(u64, u64)>,
 }
 
+/// An entry as stored. The payload is written as postcard bytes (a length,
+/// then the bytes) and read back borrowed, so a hit copies it nowhere.
 #[derive(Serialize, Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     fresh_lsn: u64,
     versions: Vec<u64>,
-    payload: Vec<u8>,
+    #[serde(borrow)]
+    payload: Payload<'a>,
+}
+
+/// The encoded value inside an [`Envelope`].
+struct Payload<'a>(&'a [u8]);
+
+impl Serialize for Payload<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Payload<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de [u8]>::deserialize(d).map(Payload)
+    }
 }
 
 pub(crate) struct Decoded<V> {
@@ -70,7 +88,7 @@ impl<V> Decoded<V> {
 /// Decodes an entry; anything that does not decode is `None` (a miss).
 pub(crate) fn decode_entry<V: DeserializeOwned>(bytes: &[u8]) -> Option<Decoded<V>> {
     let env: Envelope = postcard::from_bytes(bytes).ok()?;
-    let value = postcard::from_bytes(&env.payload).ok()?;
+    let value = postcard::from_bytes(env.payload.0).ok()?;
     Some(Decoded {
         value,
         fresh_lsn: env.fresh_lsn,
@@ -217,7 +235,7 @@ impl L2 {
         let env = Envelope {
             fresh_lsn: fresh.0,
             versions: versions.to_vec(),
-            payload,
+            payload: Payload(&payload),
         };
         let Ok(bytes) = postcard::to_allocvec(&env) else {
             return;
@@ -346,6 +364,35 @@ mod tests {
         );
         assert!(parse_message("zz\n").is_none());
         assert!(parse_message("1\nx y z\n").is_none());
+    }
+
+    #[test]
+    fn entries_round_trip_and_keep_their_wire_format() {
+        let payload = postcard::to_allocvec(&vec![1i64, 2, 3]).expect("encode");
+        let env = Envelope {
+            fresh_lsn: 42,
+            versions: vec![7, 9],
+            payload: Payload(&payload),
+        };
+        let bytes = postcard::to_allocvec(&env).expect("encode");
+        // the format of earlier builds: the payload as a sequence of u8
+        #[derive(Serialize)]
+        struct Before {
+            fresh_lsn: u64,
+            versions: Vec<u64>,
+            payload: Vec<u8>,
+        }
+        let before = Before {
+            fresh_lsn: 42,
+            versions: vec![7, 9],
+            payload: payload.clone(),
+        };
+        assert_eq!(bytes, postcard::to_allocvec(&before).expect("encode"));
+        let d = decode_entry::<Vec<i64>>(&bytes).expect("decode");
+        assert_eq!(
+            (d.value, d.fresh_lsn, d.versions),
+            (vec![1, 2, 3], 42, vec![7, 9])
+        );
     }
 
     #[test]
