@@ -24,8 +24,9 @@ use seaway::{Config, Db};
 use std::future::Future;
 use std::time::Instant;
 
-const TRIALS: usize = 8;
-const ROUNDS: usize = 1000;
+// `cargo test --all-targets` runs this unoptimized as a smoke test: keep that short.
+const TRIALS: usize = if cfg!(debug_assertions) { 2 } else { 8 };
+const ROUNDS: usize = if cfg!(debug_assertions) { 100 } else { 1000 };
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -40,7 +41,7 @@ async fn time<C: ConnectionTrait>(c: &C, id: i64) -> f64 {
 
 /// One trial: (plain times, routed times, per-round ratios).
 async fn trial<C: ConnectionTrait>(plain: &DatabaseConnection, routed: &C) -> [Vec<f64>; 3] {
-    for i in 0..200 {
+    for i in 0..ROUNDS.min(200) as i64 {
         time(plain, 1 + i % 1000).await;
         time(routed, 1 + i % 1000).await;
     }

@@ -26,7 +26,8 @@
 //! * `replica`: the replica set: balancing, probes, lag, failover.
 //! * [`scope`]: per-request state (sticky flag, minimum LSN) in a task-local.
 //! * `conn`: [`Db`], the routed `ConnectionTrait`; `txn`: [`DbTransaction`].
-//! * [`select`]: `.using_replica()`, `.using_primary()`, `.using(..)`, `.cached()`.
+//! * [`select`]: `.using_replica()`, `.using_primary()`, `.using(..)`, `.cached()`;
+//!   `.all_shared()`/`.one_shared()` return the cached `Arc` itself (no copy on an L1 hit).
 //! * `cache`: the L1/L2 query cache, invalidation bus and circuit breaker.
 //! * [`layer`]: the axum layer that opens scopes and writes the headers.
 //! * `stats`: counters and snapshots for `/stats`, `/health`, `/metrics`.
