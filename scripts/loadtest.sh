@@ -29,7 +29,16 @@ psql -X -q "$admin" -c "DROP DATABASE IF EXISTS loadtest WITH (FORCE)" -c "CREAT
 $BIN migrate
 $BIN seed --profiles 10000 --stories 100000 --follows 200000 --seed 7 2>/dev/null
 psql -X -q "$DATABASE_URL" -c "VACUUM ANALYZE"
-sleep 2 # replicas replay the seed
+# Measure the service, not a replica still replaying the seed (a lagging
+# replica is skipped and its reads fall back to the primary): wait until
+# every replica has replayed what the primary has written.
+target_lsn=$(psql -X -At "$DATABASE_URL" -c "SELECT pg_current_wal_lsn()")
+for r in ${READ_REPLICA_URLS//,/ }; do
+  for _ in $(seq 1 600); do
+    [ "$(psql -X -At "$r" -c "SELECT pg_last_wal_replay_lsn() >= '$target_lsn'")" = t ] && break
+    sleep 0.1
+  done
+done
 
 run() {
   local name=$1 ttl=$2 write_pct=$3 pid

@@ -428,6 +428,12 @@ async fn contract(c: &Client) {
     let mut following = ids(&c.get(&format!("/profiles/{a}/following")).await.body);
     following.sort();
     assert_eq!(following, vec![b, cc]);
+    let quiet = c.get(&format!("/profiles/{b}/feed")).await;
+    assert_eq!(
+        (quiet.status, ids(&quiet.body)),
+        (StatusCode::OK, vec![]),
+        "a profile that follows no one: an empty feed, not a 404"
+    );
     let feed = c.get(&format!("/profiles/{a}/feed")).await;
     assert_eq!(
         ids(&feed.body),
@@ -877,6 +883,7 @@ fn bad_inputs() -> Vec<Case> {
         ),
         c("DELETE", "/profiles/x/following/1", "", 400, Some("id")),
         c("GET", "/profiles/999999/stats", "", 404, None),
+        c("GET", "/profiles/999999/feed", "", 404, None),
     ]
 }
 

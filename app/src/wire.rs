@@ -107,6 +107,11 @@ pub struct List<T> {
 }
 
 impl<T> List<T> {
+    /// Whether the page has no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
     /// Wraps converted items with the page they are.
     pub fn new<M: Into<T>>(items: Vec<M>, page: crate::extract::Page) -> Self {
         Self {
