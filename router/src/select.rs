@@ -5,17 +5,87 @@ use crate::classify::Tag;
 use crate::conn::{Db, Explicit};
 use crate::scope::{self, CacheOutcome};
 use sea_orm::sea_query::audit::{AccessType, AuditTrait};
-use sea_orm::{
-    DbErr, EntityTrait, PaginatorTrait, QuerySelect, QueryTrait, Select, SelectTwo, SelectTwoMany,
-};
+use sea_orm::{DbErr, EntityTrait, PaginatorTrait, QuerySelect, Select, SelectTwo, SelectTwoMany};
 use std::sync::Arc;
 use std::time::Duration;
 
 mod sealed {
-    pub trait Sealed {}
-    impl<E: sea_orm::EntityTrait> Sealed for sea_orm::Select<E> {}
-    impl<E: sea_orm::EntityTrait, F: sea_orm::EntityTrait> Sealed for sea_orm::SelectTwo<E, F> {}
-    impl<E: sea_orm::EntityTrait, F: sea_orm::EntityTrait> Sealed for sea_orm::SelectTwoMany<E, F> {}
+    use sea_orm::sea_query::SelectStatement;
+    use sea_orm::{DatabaseConnection, DbErr, EntityTrait, QueryTrait};
+    use std::future::Future;
+
+    /// The SeaORM selects that can be routed: what a row is, how to read all
+    /// of them, and what names their cache keys.
+    pub trait Sealed: QueryTrait<QueryStatement = SelectStatement> + Clone + Sync {
+        /// One row of the result.
+        type Row;
+        /// Key kind of `all` (each select kind has its own, so two kinds
+        /// rendering the same SQL never share an entry).
+        const ALL: &'static str;
+        /// The table tagged when the statement's audit names none.
+        fn table() -> &'static str;
+        /// SeaORM's `all` on `c`.
+        fn all_on(
+            self,
+            c: DatabaseConnection,
+        ) -> impl Future<Output = Result<Vec<Self::Row>, DbErr>>;
+    }
+
+    /// The selects that also have a `one`.
+    pub trait One: Sealed {
+        /// Key kind of `one`.
+        const ONE: &'static str;
+        /// SeaORM's `one` on `c`.
+        fn one_on(
+            self,
+            c: DatabaseConnection,
+        ) -> impl Future<Output = Result<Option<Self::Row>, DbErr>>;
+    }
+
+    impl<E: EntityTrait> Sealed for sea_orm::Select<E> {
+        type Row = E::Model;
+        const ALL: &'static str = "all";
+        fn table() -> &'static str {
+            E::default().table_name()
+        }
+        async fn all_on(self, c: DatabaseConnection) -> Result<Vec<Self::Row>, DbErr> {
+            self.all(&c).await
+        }
+    }
+    impl<E: EntityTrait> One for sea_orm::Select<E> {
+        const ONE: &'static str = "one";
+        async fn one_on(self, c: DatabaseConnection) -> Result<Option<Self::Row>, DbErr> {
+            self.one(&c).await
+        }
+    }
+
+    impl<E: EntityTrait, F: EntityTrait> Sealed for sea_orm::SelectTwo<E, F> {
+        type Row = (E::Model, Option<F::Model>);
+        const ALL: &'static str = "two_all";
+        fn table() -> &'static str {
+            E::default().table_name()
+        }
+        async fn all_on(self, c: DatabaseConnection) -> Result<Vec<Self::Row>, DbErr> {
+            self.all(&c).await
+        }
+    }
+    impl<E: EntityTrait, F: EntityTrait> One for sea_orm::SelectTwo<E, F> {
+        const ONE: &'static str = "two_one";
+        async fn one_on(self, c: DatabaseConnection) -> Result<Option<Self::Row>, DbErr> {
+            self.one(&c).await
+        }
+    }
+
+    impl<E: EntityTrait, F: EntityTrait> Sealed for sea_orm::SelectTwoMany<E, F> {
+        type Row = (E::Model, Vec<F::Model>);
+        const ALL: &'static str = "many_all";
+        fn table() -> &'static str {
+            E::default().table_name()
+        }
+        async fn all_on(self, c: DatabaseConnection) -> Result<Vec<Self::Row>, DbErr> {
+            self.all(&c).await
+        }
+    }
 }
 
 /// Routing and caching choices on a SeaORM `Select`. Sealed.
@@ -66,23 +136,16 @@ pub type RoutedSelect<E> = Routed<Select<E>>;
 #[must_use = "a routed select does nothing until .all(), .one() or .count()"]
 #[derive(Debug, Clone)]
 pub struct Routed<Q> {
-    /// Always `Some` until a terminal method takes it.
-    select: Option<Q>,
+    select: Q,
     route: Explicit,
     cache: Option<Option<Duration>>,
     extra_tags: Vec<Tag>,
 }
 
-impl<Q> Routed<Q> {
-    fn take(&mut self) -> Result<Q, DbErr> {
-        self.select
-            .take()
-            .ok_or_else(|| DbErr::Custom("routed select already run".into()))
-    }
-
+impl<Q: sealed::Sealed> Routed<Q> {
     fn new(select: Q) -> Self {
         Self {
-            select: Some(select),
+            select,
             route: Explicit::Auto,
             cache: None,
             extra_tags: Vec::new(),
@@ -129,10 +192,7 @@ impl<Q> Routed<Q> {
         self
     }
 
-    fn tables(select: &Q, extra_tags: &[Tag], fallback: &'static str) -> Vec<Tag>
-    where
-        Q: QueryTrait<QueryStatement = sea_orm::sea_query::SelectStatement>,
-    {
+    fn tables(select: &Q, extra_tags: &[Tag]) -> Vec<Tag> {
         let mut tags: Vec<Tag> = Vec::with_capacity(2 + extra_tags.len());
         if let Ok(audit) = select.as_query().audit() {
             for r in audit.requests {
@@ -143,32 +203,31 @@ impl<Q> Routed<Q> {
             }
         }
         if tags.is_empty() {
-            tags.push(Tag::Borrowed(fallback));
+            tags.push(Tag::Borrowed(Q::table()));
         }
         tags.extend(extra_tags.iter().cloned());
         tags
     }
 
-    async fn run<V, F, Fut>(
-        self,
-        db: &Db,
-        kind: &str,
-        fallback: &'static str,
-        query: Q,
-        exec: F,
-    ) -> Result<Arc<V>, DbErr>
+    /// Routes, then answers from the cache or runs `exec` on the connection
+    /// chosen. `kind` names the result in the cache key.
+    async fn run<V, F, Fut>(self, db: &Db, kind: &str, exec: F) -> Result<Arc<V>, DbErr>
     where
-        Q: QueryTrait<QueryStatement = sea_orm::sea_query::SelectStatement> + Clone + Sync,
         V: CacheValue,
         F: Fn(Q, sea_orm::DatabaseConnection) -> Fut,
         Fut: std::future::Future<Output = Result<V, DbErr>>,
     {
+        let Self {
+            select: query,
+            route,
+            cache,
+            extra_tags,
+        } = self;
         // Tables are worked out only when needed: by a custom router, or on a miss.
-        let extra = self.extra_tags;
-        let compute = || Self::tables(&query, &extra, fallback);
+        let compute = || Self::tables(&query, &extra_tags);
         let hints = crate::router::Hints::lazy(&compute);
-        let target = db.decide_read_with(&self.route, &hints)?;
-        let Some(ttl) = self.cache.filter(|_| db.cache_enabled()) else {
+        let target = db.decide_read_with(&route, &hints)?;
+        let Some(ttl) = cache.filter(|_| db.cache_enabled()) else {
             // uncached: the query moves to the connection, uncopied
             let (v, ran) = db.run_read(target, query, |c, q| exec(q, c)).await?;
             let route = db.route_of(&ran);
@@ -196,17 +255,15 @@ impl<Q> Routed<Q> {
         scope::with_current(|s| s.record(route, outcome));
         Ok(v)
     }
-}
 
-impl<E: EntityTrait> Routed<Select<E>> {
-    /// All rows, as SeaORM's `Select::all`.
+    /// All rows, as SeaORM's `all` on this kind of select.
     ///
     /// # Errors
     ///
     /// The database's; a cache failure is never an error.
-    pub async fn all(self, db: &Db) -> Result<Vec<E::Model>, DbErr>
+    pub async fn all(self, db: &Db) -> Result<Vec<Q::Row>, DbErr>
     where
-        E::Model: CacheValue,
+        Q::Row: CacheValue,
     {
         self.all_shared(db).await.map(Arc::unwrap_or_clone)
     }
@@ -217,25 +274,23 @@ impl<E: EntityTrait> Routed<Select<E>> {
     /// # Errors
     ///
     /// The database's; a cache failure is never an error.
-    pub async fn all_shared(mut self, db: &Db) -> Result<Arc<Vec<E::Model>>, DbErr>
+    pub async fn all_shared(self, db: &Db) -> Result<Arc<Vec<Q::Row>>, DbErr>
     where
-        E::Model: CacheValue,
+        Q::Row: CacheValue,
     {
-        let q = self.take()?;
-        self.run(db, "all", E::default().table_name(), q, |s, c| async move {
-            s.all(&c).await
-        })
-        .await
+        self.run(db, Q::ALL, Q::all_on).await
     }
+}
 
-    /// The first row, as SeaORM's `Select::one`.
+impl<Q: sealed::One + QuerySelect> Routed<Q> {
+    /// The first row, as SeaORM's `one` on this kind of select.
     ///
     /// # Errors
     ///
     /// The database's.
-    pub async fn one(self, db: &Db) -> Result<Option<E::Model>, DbErr>
+    pub async fn one(self, db: &Db) -> Result<Option<Q::Row>, DbErr>
     where
-        E::Model: CacheValue,
+        Q::Row: CacheValue,
     {
         self.one_shared(db).await.map(Arc::unwrap_or_clone)
     }
@@ -245,134 +300,30 @@ impl<E: EntityTrait> Routed<Select<E>> {
     /// # Errors
     ///
     /// The database's.
-    pub async fn one_shared(mut self, db: &Db) -> Result<Arc<Option<E::Model>>, DbErr>
+    pub async fn one_shared(self, db: &Db) -> Result<Arc<Option<Q::Row>>, DbErr>
     where
-        E::Model: CacheValue,
+        Q::Row: CacheValue,
     {
-        let q = self.take()?.limit(1);
-        self.run(db, "one", E::default().table_name(), q, |s, c| async move {
-            s.one(&c).await
-        })
-        .await
+        let this = Self {
+            select: self.select.limit(1),
+            ..self
+        };
+        this.run(db, Q::ONE, Q::one_on).await
     }
+}
 
+impl<E: EntityTrait> Routed<Select<E>> {
     /// The number of rows, as SeaORM's `PaginatorTrait::count`.
     ///
     /// # Errors
     ///
     /// The database's.
-    pub async fn count(mut self, db: &Db) -> Result<u64, DbErr>
+    pub async fn count(self, db: &Db) -> Result<u64, DbErr>
     where
         E::Model: Sync,
     {
-        let q = self.take()?;
-        self.run(
-            db,
-            "count",
-            E::default().table_name(),
-            q,
-            |s, c| async move { s.count(&c).await },
-        )
-        .await
-        .map(|n| *n)
-    }
-}
-
-impl<E: EntityTrait, F: EntityTrait> Routed<SelectTwo<E, F>> {
-    /// All rows with their related row, as SeaORM's `SelectTwo::all`.
-    ///
-    /// # Errors
-    ///
-    /// The database's.
-    pub async fn all(self, db: &Db) -> Result<Vec<(E::Model, Option<F::Model>)>, DbErr>
-    where
-        E::Model: CacheValue,
-        F::Model: CacheValue,
-    {
-        self.all_shared(db).await.map(Arc::unwrap_or_clone)
-    }
-
-    /// All rows with their related row, shared: an L1 hit hands out the cached vector itself.
-    ///
-    /// # Errors
-    ///
-    /// The database's.
-    #[allow(clippy::type_complexity)]
-    pub async fn all_shared(
-        mut self,
-        db: &Db,
-    ) -> Result<Arc<Vec<(E::Model, Option<F::Model>)>>, DbErr>
-    where
-        E::Model: CacheValue,
-        F::Model: CacheValue,
-    {
-        let q = self.take()?;
-        self.run(
-            db,
-            "two_all",
-            E::default().table_name(),
-            q,
-            |s, c| async move { s.all(&c).await },
-        )
-        .await
-    }
-
-    /// The first row with its related row, as SeaORM's `SelectTwo::one`.
-    ///
-    /// # Errors
-    ///
-    /// The database's.
-    pub async fn one(mut self, db: &Db) -> Result<Option<(E::Model, Option<F::Model>)>, DbErr>
-    where
-        E::Model: CacheValue,
-        F::Model: CacheValue,
-    {
-        let q = self.take()?.limit(1);
-        self.run(
-            db,
-            "two_one",
-            E::default().table_name(),
-            q,
-            |s, c| async move { s.one(&c).await },
-        )
-        .await
-        .map(Arc::unwrap_or_clone)
-    }
-}
-
-impl<E: EntityTrait, F: EntityTrait> Routed<SelectTwoMany<E, F>> {
-    /// All rows with their related rows, as SeaORM's `SelectTwoMany::all`.
-    ///
-    /// # Errors
-    ///
-    /// The database's.
-    pub async fn all(self, db: &Db) -> Result<Vec<(E::Model, Vec<F::Model>)>, DbErr>
-    where
-        E::Model: CacheValue,
-        F::Model: CacheValue,
-    {
-        self.all_shared(db).await.map(Arc::unwrap_or_clone)
-    }
-
-    /// All rows with their related rows, shared: an L1 hit hands out the cached vector itself.
-    ///
-    /// # Errors
-    ///
-    /// The database's.
-    #[allow(clippy::type_complexity)]
-    pub async fn all_shared(mut self, db: &Db) -> Result<Arc<Vec<(E::Model, Vec<F::Model>)>>, DbErr>
-    where
-        E::Model: CacheValue,
-        F::Model: CacheValue,
-    {
-        let q = self.take()?;
-        self.run(
-            db,
-            "many_all",
-            E::default().table_name(),
-            q,
-            |s, c| async move { s.all(&c).await },
-        )
-        .await
+        self.run(db, "count", |s, c| async move { s.count(&c).await })
+            .await
+            .map(|n| *n)
     }
 }
