@@ -171,11 +171,11 @@ async fn feed(
         .to_owned();
     let feed = super::page_of(
         &s.db,
-        Story::find()
-            .filter(story::Column::Published.eq(true))
-            .filter(story::Column::AuthorId.in_subquery(followed))
-            .order_by_desc(story::Column::PublishedAt)
-            .order_by_desc(story::Column::Id),
+        super::stories::newest_first(
+            Story::find()
+                .filter(story::Column::Published.eq(true))
+                .filter(story::Column::AuthorId.in_subquery(followed)),
+        ),
         page,
     )
     .await?;
