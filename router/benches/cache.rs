@@ -28,11 +28,7 @@ fn listing() -> sea_orm::Select<Story> {
 }
 
 fn cache(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::runtime();
     let Some(env) = common::env("bench_cache", &rt) else {
         return;
     };

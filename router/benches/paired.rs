@@ -96,11 +96,7 @@ where
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::runtime();
     let Some(env) = common::env("bench_paired", &rt) else {
         return;
     };

@@ -30,11 +30,7 @@ fn classification(c: &mut Criterion) {
 }
 
 fn point_query(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    let rt = common::runtime();
     let Some(env) = common::env("bench_routing", &rt) else {
         return;
     };

@@ -17,6 +17,15 @@ pub(crate) struct Env {
     pub(crate) redis_url: String,
 }
 
+/// The runtime every benchmark uses: two workers, like the machine's cores.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
 /// The cluster's URLs for database `name` (created afresh), or `None` with a
 /// message when the cluster environment is absent.
 pub(crate) fn env(name: &str, rt: &tokio::runtime::Runtime) -> Option<Env> {
