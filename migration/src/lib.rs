@@ -1,4 +1,4 @@
-//! Seaway's schema migrations (one table per file) and the guard that keeps
+//! Seaway's schema migrations (one table, or one index, per file) and the guard that keeps
 //! them off read replicas.
 //!
 //! # Layout
@@ -14,6 +14,7 @@ pub mod guard;
 mod m20250101_000001_create_profiles;
 mod m20250101_000002_create_stories;
 mod m20250101_000003_create_follows;
+mod m20261124_000004_feed_index;
 
 pub use guard::{GuardError, connect_primary, ensure_primary, redact_url};
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000001_create_profiles::Migration),
             Box::new(m20250101_000002_create_stories::Migration),
             Box::new(m20250101_000003_create_follows::Migration),
+            Box::new(m20261124_000004_feed_index::Migration),
         ]
     }
 }
