@@ -22,6 +22,10 @@ fn classification(c: &mut Criterion) {
     g.bench_function("seaquery_select_audit", |b| {
         b.iter(|| seaway::classify::classify_builder(black_box(&select), black_box(&built)))
     });
+    // what a plain SeaORM read is routed on: no audit unless a router asks
+    g.bench_function("seaquery_select_plain_check", |b| {
+        b.iter(|| seaway::classify::is_plain_select(black_box(&built.sql)))
+    });
     let raw = "/* list */ SELECT id, title FROM stories WHERE published = $1 ORDER BY published_at DESC LIMIT 20";
     g.bench_function("raw_sql_text", |b| {
         b.iter(|| seaway::classify::classify_sql(black_box(raw)))

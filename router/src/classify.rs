@@ -87,6 +87,30 @@ pub fn classify_builder<S: StatementBuilder>(stmt: &S, built: &Statement) -> Acc
     }
 }
 
+/// Whether a SeaQuery-built statement, rendered as `sql`, is a plain read: a
+/// `SELECT` (SeaQuery renders a `SelectStatement` with no `WITH` so, and
+/// nothing else so) without a lock clause or a sequence function.
+///
+/// Its audit can then name only tables it reads: PostgreSQL accepts a
+/// data-modifying statement only in a top-level `WITH`, which would render
+/// first. So routing it needs no audit; [`read_tables`] gives its tables when
+/// a router or the cache asks for them.
+pub fn is_plain_select(sql: &str) -> bool {
+    sql.starts_with("SELECT ") && !typed_select_needs_primary(sql)
+}
+
+/// The tables a SeaQuery-built read names, from its audit (empty when the
+/// audit fails).
+pub fn read_tables<S: StatementBuilder>(stmt: &S) -> Vec<Tag> {
+    let mut read = Vec::new();
+    if let Ok(audit) = stmt.audit() {
+        for req in &audit.requests {
+            push_unique(&mut read, req.schema_table.1.inner());
+        }
+    }
+    read
+}
+
 fn push_unique(v: &mut Vec<Tag>, t: Tag) {
     if !v.contains(&t) {
         v.push(t);
@@ -96,20 +120,21 @@ fn push_unique(v: &mut Vec<Tag>, t: Tag) {
 /// SeaQuery renders lock clauses as ` FOR UPDATE`, ` FOR SHARE`, ` FOR NO KEY
 /// UPDATE`, ` FOR KEY SHARE`; functions keep the case they were given.
 fn typed_select_needs_primary(sql: &str) -> bool {
-    sql.contains(" FOR ") || mentions_sequence_write(sql)
+    static LOCK: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" FOR "));
+    LOCK.find(sql.as_bytes()).is_some() || mentions_sequence_write(sql)
 }
 
 /// Whether `nextval` or `setval` occurs anywhere, in any case. Looks only
-/// around each `v`: this runs for every typed read.
+/// around each `v` (found with `memchr`): this runs for every typed read.
 fn mentions_sequence_write(sql: &str) -> bool {
     let b = sql.as_bytes();
     let ends_at = |i: usize, prefix: &[u8]| {
         i >= prefix.len() && b[i - prefix.len()..i].eq_ignore_ascii_case(prefix)
     };
-    b.iter().enumerate().any(|(i, &c)| {
-        (c | 0x20) == b'v'
-            && b.get(i + 1..i + 3)
-                .is_some_and(|t| t.eq_ignore_ascii_case(b"al"))
+    memchr::memchr2_iter(b'v', b'V', b).any(|i| {
+        b.get(i + 1..i + 3)
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"al"))
             && (ends_at(i, b"next") || ends_at(i, b"set"))
     })
 }
@@ -187,7 +212,7 @@ pub fn classify_sql(sql: &str) -> Access {
     }
     Access {
         kind: Kind::Read,
-        tables: read_tables(&tokens),
+        tables: tables_read(&tokens),
     }
 }
 
@@ -383,7 +408,7 @@ fn written_tables(tokens: &[Token<'_>]) -> Vec<Tag> {
     out
 }
 
-fn read_tables(tokens: &[Token<'_>]) -> Vec<Tag> {
+fn tables_read(tokens: &[Token<'_>]) -> Vec<Tag> {
     let mut out: Vec<Tag> = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         if (word_is(Some(t), "FROM") || word_is(Some(t), "JOIN"))
@@ -488,6 +513,51 @@ mod tests {
                 .collect::<Vec<_>>(),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn plain_selects_route_without_the_audit() {
+        use entity::prelude::*;
+        use sea_orm::sea_query::{Expr, Query};
+        use sea_orm::{DbBackend, EntityTrait, JoinType, QuerySelect, QueryTrait, RelationTrait};
+        for backend in [DbBackend::Postgres, DbBackend::Sqlite] {
+            // every typed statement: the fast check agrees with the audit's kind
+            let joined = Story::find()
+                .join(JoinType::InnerJoin, entity::story::Relation::Author.def())
+                .into_query();
+            let locked = Story::find().lock_exclusive().into_query();
+            let sequence = Query::select()
+                .expr(Expr::cust("NEXTVAL('stories_id_seq')"))
+                .to_owned();
+            let delete = Follow::delete_many().into_query();
+            fn check<S: StatementBuilder>(backend: DbBackend, stmt: &S, plain: bool) {
+                let built = backend.build(stmt);
+                assert_eq!(is_plain_select(&built.sql), plain, "{}", built.sql);
+                if plain {
+                    assert_eq!(classify_builder(stmt, &built).kind, Kind::Read);
+                } else if built.sql.starts_with("SELECT") {
+                    assert_eq!(classify_builder(stmt, &built).kind, Kind::Write);
+                }
+            }
+            check(backend, &joined, true);
+            // SQLite has no lock clause: SeaQuery leaves it out there
+            check(backend, &locked, backend == DbBackend::Sqlite);
+            check(backend, &sequence, false);
+            check(backend, &delete, false);
+            // the lazily audited tables are the audit's
+            let built = backend.build(&joined);
+            assert_eq!(
+                read_tables(&joined),
+                classify_builder(&joined, &built).tables
+            );
+            assert_eq!(
+                read_tables(&joined),
+                vec![Tag::Borrowed("stories"), Tag::Borrowed("profiles")]
+            );
+        }
+        // raw text is never "plain" by accident of case or comments
+        assert!(!is_plain_select("select * from stories"));
+        assert!(!is_plain_select("/* x */ SELECT 1"));
     }
 
     #[test]

@@ -714,10 +714,42 @@ impl Db {
             return self.run_write(&access, |c| run(c, input)).await;
         }
         let target = self.decide_read(&Explicit::Auto, &access.tables)?;
+        self.read_on(target, input, run).await
+    }
+
+    /// Runs a read on `target` (see `run_read`) and records its route in the scope.
+    async fn read_on<I, T, F, Fut>(&self, target: Target, input: I, run: F) -> Result<T, DbErr>
+    where
+        I: Clone,
+        F: Fn(DatabaseConnection, I) -> Fut,
+        Fut: Future<Output = Result<T, DbErr>>,
+    {
         let (v, ran) = self.run_read(target, input, run).await?;
         let route = self.route_of(&ran);
         scope::with_current(|st| st.record(route, CacheOutcome::Bypass));
         Ok(v)
+    }
+
+    /// Routes a SeaQuery-built statement. A plain `SELECT` is routed as a
+    /// read at once; its tables are audited only if the router asks (the
+    /// default router does not). Anything else is classified from its
+    /// structure (`classify_builder`).
+    async fn routed_typed<S, T, F, Fut>(&self, stmt: &S, run: F) -> Result<T, DbErr>
+    where
+        S: StatementBuilder,
+        F: Fn(DatabaseConnection, Statement) -> Fut,
+        Fut: Future<Output = Result<T, DbErr>>,
+    {
+        let built = self.shared.backend.build(stmt);
+        if classify::is_plain_select(&built.sql) {
+            let target = {
+                let tables = || classify::read_tables(stmt);
+                self.decide_read_with(&Explicit::Auto, &Hints::lazy(&tables))?
+            };
+            return self.read_on(target, built, run).await;
+        }
+        let access = classify::classify_builder(stmt, &built);
+        self.routed(access, built, run).await
     }
 }
 
@@ -725,14 +757,6 @@ fn sqlite_dir(url: &str) -> Option<std::path::PathBuf> {
     let path = url.strip_prefix("sqlite://")?.split('?').next()?;
     let parent = std::path::Path::new(path).parent()?;
     (!parent.as_os_str().is_empty()).then(|| parent.to_path_buf())
-}
-
-impl Db {
-    /// Builds a SeaQuery statement for the backend and classifies it from its structure.
-    fn typed<S: StatementBuilder>(&self, stmt: &S) -> (Access, Statement) {
-        let built = self.shared.backend.build(stmt);
-        (classify::classify_builder(stmt, &built), built)
-    }
 }
 
 #[async_trait::async_trait]
@@ -748,13 +772,8 @@ impl ConnectionTrait for Db {
     }
 
     async fn execute<S: StatementBuilder>(&self, stmt: &S) -> Result<ExecResult, DbErr> {
-        let (access, built) = self.typed(stmt);
-        self.routed(
-            access,
-            built,
-            |c, st| async move { c.execute_raw(st).await },
-        )
-        .await
+        self.routed_typed(stmt, |c, st| async move { c.execute_raw(st).await })
+            .await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
@@ -776,13 +795,8 @@ impl ConnectionTrait for Db {
     }
 
     async fn query_one<S: StatementBuilder>(&self, stmt: &S) -> Result<Option<QueryResult>, DbErr> {
-        let (access, built) = self.typed(stmt);
-        self.routed(
-            access,
-            built,
-            |c, st| async move { c.query_one_raw(st).await },
-        )
-        .await
+        self.routed_typed(stmt, |c, st| async move { c.query_one_raw(st).await })
+            .await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
@@ -796,13 +810,8 @@ impl ConnectionTrait for Db {
     }
 
     async fn query_all<S: StatementBuilder>(&self, stmt: &S) -> Result<Vec<QueryResult>, DbErr> {
-        let (access, built) = self.typed(stmt);
-        self.routed(
-            access,
-            built,
-            |c, st| async move { c.query_all_raw(st).await },
-        )
-        .await
+        self.routed_typed(stmt, |c, st| async move { c.query_all_raw(st).await })
+            .await
     }
 }
 

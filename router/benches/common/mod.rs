@@ -114,8 +114,20 @@ async fn seed(db: &DatabaseConnection) {
 /// or with the ping only after 30 s idle (what Seaway uses).
 #[allow(dead_code)] // used by the routing bench only
 pub(crate) async fn plain(url: &str, ping_every_checkout: bool) -> DatabaseConnection {
+    plain_sized(url, ping_every_checkout, 4).await
+}
+
+/// As [`plain`], with at most `max` connections.
+#[allow(dead_code)] // used by the routing benches only
+pub(crate) async fn plain_sized(
+    url: &str,
+    ping_every_checkout: bool,
+    max: u32,
+) -> DatabaseConnection {
     let mut o = sea_orm::ConnectOptions::new(url.to_owned());
-    o.max_connections(4).min_connections(1).sqlx_logging(false);
+    o.max_connections(max)
+        .min_connections(1)
+        .sqlx_logging(false);
     if !ping_every_checkout {
         o.test_before_acquire(false)
             .test_before_acquire_if_idle_for(Duration::from_secs(30));
