@@ -5,6 +5,11 @@ use clap::{Parser, Subcommand};
 use migration::{Migrator, MigratorTrait};
 use std::process::ExitCode;
 
+/// jemalloc instead of glibc's allocator: under the load benchmark glibc's
+/// malloc and free took about a tenth of the service's CPU (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The Seaway example service (shared/API.md).
 #[derive(Debug, Parser)]
 #[command(name = "seaway-app", version, about)]
