@@ -43,7 +43,7 @@ done
 run() {
   local name=$1 ttl=$2 write_pct=$3 pid
   LISTEN_ADDR="127.0.0.1:$PORT" CACHE_TTL_SECS="$ttl" SEAWAY_CACHE_PREFIX="load-$name-$$" \
-    DB_POOL_MAX_SIZE=32 RUST_LOG=warn $BIN serve >/dev/null 2>&1 &
+    RUST_LOG=warn $BIN serve >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do curl -fs "127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
   # warm-up (not measured), then the measured run
