@@ -340,6 +340,18 @@ impl Db {
         &self.shared.primary
     }
 
+    /// The pool of the replica named `name` (see [`Db::replica_names`]), for
+    /// tools and benchmarks: a statement run on it directly is not routed,
+    /// counted or cached.
+    pub fn replica_pool(&self, name: &str) -> Option<&DatabaseConnection> {
+        self.shared
+            .replicas
+            .replicas
+            .iter()
+            .find(|r| &*r.name == name)
+            .map(|r| &r.conn)
+    }
+
     /// Names of the replicas (`replica1`, ...), in configuration order.
     pub fn replica_names(&self) -> Vec<String> {
         self.shared
