@@ -55,10 +55,18 @@ fn main() {
     let replica = std::env::var("READ_REPLICA_URLS")
         .ok()
         .and_then(|r| r.split(',').next().map(str::to_owned));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // SEAWAY_MT=1: two workers, as the criterion benches run (timing modes only)
+    let rt = if std::env::var_os("SEAWAY_MT").is_some() {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
     let plain = |url: String| async move {
         let mut o = sea_orm::ConnectOptions::new(url);
         o.max_connections(4)
