@@ -14,8 +14,14 @@
 //! ```
 //!
 //! Each run prints its mode and count; callgrind's total divided by the count
-//! is the figure per call. The database must hold story 1 (the benches' set-up
-//! or the service's seed).
+//! is the figure per call. `DATABASE_URL` and `READ_REPLICA_URLS` must name a
+//! database holding stories 1-100: the benches' `bench_routing` or the load
+//! benchmark's `loadtest` (swap the database name in the cluster's URLs).
+//!
+//! Two more modes measure wall time, not for callgrind: `time-primary` and
+//! `time-replica` run the plain and the routed call back to back on the same
+//! connections (order flipped each round) and print both medians; with
+//! `SEAWAY_MT=1` they run on two tokio workers instead of one thread.
 
 #![allow(missing_docs)]
 
