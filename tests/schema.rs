@@ -87,6 +87,7 @@ async fn check_pg_schema(db: &DatabaseConnection) {
         "CREATE INDEX idx_stories_published_published_at ON public.stories USING btree (published, published_at DESC)",
         "CREATE INDEX idx_stories_published_view_count ON public.stories USING btree (published, view_count DESC)",
         "CREATE INDEX idx_stories_genre ON public.stories USING btree (genre)",
+        "CREATE INDEX idx_stories_feed ON public.stories USING btree (author_id, published_at DESC, id DESC) WHERE (published = true)",
         "CREATE UNIQUE INDEX follows_pkey ON public.follows USING btree (follower_id, following_id)",
         "CREATE INDEX idx_follows_following_id ON public.follows USING btree (following_id)",
     ];
@@ -154,6 +155,7 @@ async fn check_sqlite_schema(db: &DatabaseConnection) {
         "stories:idx_stories_published_published_at:0",
         "stories:idx_stories_published_view_count:0",
         "stories:idx_stories_genre:0",
+        "stories:idx_stories_feed:0",
         "follows:idx_follows_following_id:0",
     ] {
         assert!(idx.contains(w), "missing index {w}: {idx:#?}");
@@ -167,6 +169,16 @@ async fn check_sqlite_schema(db: &DatabaseConnection) {
     assert!(
         desc.contains("idx_stories_author_published_at:author_id,published_at desc"),
         "{desc:?}"
+    );
+    assert!(
+        desc.contains("idx_stories_feed:author_id,published_at desc,id desc"),
+        "{desc:?}"
+    );
+    let partial = sqlite_strings(db, "SELECT i.name AS s FROM sqlite_master m JOIN pragma_index_list(m.name) i WHERE m.type = 'table' AND i.partial").await;
+    assert_eq!(
+        partial,
+        BTreeSet::from(["idx_stories_feed".to_owned()]),
+        "partial indexes"
     );
     let fks = sqlite_strings(db, "SELECT m.name || ':' || f.\"from\" || '->' || f.\"table\" || '.' || f.\"to\" || ':' || f.on_delete AS s FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f").await;
     for w in [
