@@ -99,13 +99,15 @@ pub fn is_plain_select(sql: &str) -> bool {
     sql.starts_with("SELECT ") && !typed_select_needs_primary(sql)
 }
 
-/// The tables a SeaQuery-built read names, from its audit (empty when the
-/// audit fails).
+/// The tables a SeaQuery-built statement reads, from its audit (empty when
+/// the audit fails).
 pub fn read_tables<S: StatementBuilder>(stmt: &S) -> Vec<Tag> {
     let mut read = Vec::new();
     if let Ok(audit) = stmt.audit() {
         for req in &audit.requests {
-            push_unique(&mut read, req.schema_table.1.inner());
+            if req.access_type == AccessType::Select {
+                push_unique(&mut read, req.schema_table.1.inner());
+            }
         }
     }
     read

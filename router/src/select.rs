@@ -4,7 +4,6 @@ use crate::cache::{CacheValue, key_of};
 use crate::classify::Tag;
 use crate::conn::{Db, Explicit};
 use crate::scope::{self, CacheOutcome};
-use sea_orm::sea_query::audit::{AccessType, AuditTrait};
 use sea_orm::{DbErr, EntityTrait, PaginatorTrait, QuerySelect, Select, SelectTwo, SelectTwoMany};
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,15 +192,7 @@ impl<Q: sealed::Sealed> Routed<Q> {
     }
 
     fn tables(select: &Q, extra_tags: &[Tag]) -> Vec<Tag> {
-        let mut tags: Vec<Tag> = Vec::with_capacity(2 + extra_tags.len());
-        if let Ok(audit) = select.as_query().audit() {
-            for r in audit.requests {
-                let t = r.schema_table.1.inner();
-                if r.access_type == AccessType::Select && !tags.contains(&t) {
-                    tags.push(t);
-                }
-            }
-        }
+        let mut tags = crate::classify::read_tables(select.as_query());
         if tags.is_empty() {
             tags.push(Tag::Borrowed(Q::table()));
         }
