@@ -12,10 +12,10 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use entity::prelude::*;
 use entity::{follow, profile, story};
-use sea_orm::sea_query::{Expr, ExprTrait, Order, Query as SqlQuery};
+use sea_orm::sea_query::{Expr, ExprTrait, Query as SqlQuery};
 use sea_orm::{
-    ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
-    TryInsertResult,
+    ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    RelationTrait, Set, TryInsertResult,
 };
 use seaway::prelude::*;
 use serde::Serialize;
@@ -172,23 +172,22 @@ async fn feed(
         .from(follow::Entity)
         .and_where(Expr::col(follow::Column::FollowerId).eq(id))
         .to_owned();
-    let ids = SqlQuery::select()
-        .column(story::Column::Id)
-        .from(story::Entity)
-        .and_where(Expr::col(story::Column::Published).eq(true))
-        .and_where(Expr::col(story::Column::AuthorId).in_subquery(followed))
-        .order_by(story::Column::PublishedAt, Order::Desc)
-        .order_by(story::Column::Id, Order::Desc)
-        .limit(page.limit)
-        .offset(page.offset)
-        .to_owned();
-    let rows =
-        super::stories::newest_first(Story::find().filter(story::Column::Id.in_subquery(ids)))
-            .using_replica()
-            .cached()
-            .all(&s.db)
-            .await?;
-    let feed = axum::Json(wire::List::new(rows, page));
+    let ids = super::stories::newest_first(
+        Story::find()
+            .select_only()
+            .column(story::Column::Id)
+            .filter(story::Column::Published.eq(true))
+            .filter(story::Column::AuthorId.in_subquery(followed)),
+    )
+    .limit(page.limit)
+    .offset(page.offset)
+    .into_query();
+    let feed = super::listed(
+        &s.db,
+        super::stories::newest_first(Story::find().filter(story::Column::Id.in_subquery(ids))),
+        page,
+    )
+    .await?;
     // A feed with stories proves the profile exists (follows reference it):
     // only an empty one needs the lookup that tells 404 from an empty page.
     if feed.is_empty() {

@@ -23,12 +23,19 @@ where
     E: EntityTrait,
     E::Model: CacheValue + Into<T>,
 {
-    let rows = select
-        .limit(page.limit)
-        .offset(page.offset)
-        .using_replica()
-        .cached()
-        .all(db)
-        .await?;
+    listed(db, select.limit(page.limit).offset(page.offset), page).await
+}
+
+/// As [`page_of`], for a `select` that already picks the rows of `page`.
+pub(crate) async fn listed<E, T>(
+    db: &Db,
+    select: Select<E>,
+    page: Page,
+) -> Result<axum::Json<List<T>>, ApiError>
+where
+    E: EntityTrait,
+    E::Model: CacheValue + Into<T>,
+{
+    let rows = select.using_replica().cached().all(db).await?;
     Ok(axum::Json(List::new(rows, page)))
 }
