@@ -49,23 +49,8 @@ pub(crate) struct Found {
 struct Envelope<'a> {
     fresh_lsn: u64,
     versions: Vec<u64>,
-    #[serde(borrow)]
-    payload: Payload<'a>,
-}
-
-/// The encoded value inside an [`Envelope`].
-struct Payload<'a>(&'a [u8]);
-
-impl Serialize for Payload<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Payload<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'de [u8]>::deserialize(d).map(Payload)
-    }
+    #[serde(with = "serde_bytes")]
+    payload: &'a [u8],
 }
 
 pub(crate) struct Decoded<V> {
@@ -88,7 +73,7 @@ impl<V> Decoded<V> {
 /// Decodes an entry; anything that does not decode is `None` (a miss).
 pub(crate) fn decode_entry<V: DeserializeOwned>(bytes: &[u8]) -> Option<Decoded<V>> {
     let env: Envelope = postcard::from_bytes(bytes).ok()?;
-    let value = postcard::from_bytes(env.payload.0).ok()?;
+    let value = postcard::from_bytes(env.payload).ok()?;
     Some(Decoded {
         value,
         fresh_lsn: env.fresh_lsn,
@@ -235,7 +220,7 @@ impl L2 {
         let env = Envelope {
             fresh_lsn: fresh.0,
             versions: versions.to_vec(),
-            payload: Payload(&payload),
+            payload: &payload,
         };
         let Ok(bytes) = postcard::to_allocvec(&env) else {
             return;
@@ -372,7 +357,7 @@ mod tests {
         let env = Envelope {
             fresh_lsn: 42,
             versions: vec![7, 9],
-            payload: Payload(&payload),
+            payload: &payload,
         };
         let bytes = postcard::to_allocvec(&env).expect("encode");
         // the format of earlier builds: the payload as a sequence of u8
