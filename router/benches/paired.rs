@@ -134,12 +134,6 @@ fn main() {
             )
         })
         .await;
-        // the same pool on both sides: the Db's own primary pool, used plain
-        compare("primary-routed-vs-its-own-pool", || async {
-            let db = routed(None, 4).await;
-            (db.primary().clone(), db)
-        })
-        .await;
         // one connection on both sides: sqlx hands a returned connection
         // back through a spawned task, so a pool of one is slower than a
         // pool of four for back-to-back queries, plain or routed
@@ -158,4 +152,33 @@ fn main() {
         })
         .await;
     });
+    // The routed Db against its own pools, used plain (the same server
+    // connections on both sides), on the two-worker runtime of the rows
+    // above and on a current-thread one (no wake-ups across threads).
+    let current_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    for (runtime, rt) in [("two-workers", &rt), ("current-thread", &current_thread)] {
+        rt.block_on(async {
+            compare(
+                &format!("{runtime}/primary-routed-vs-its-own-pool"),
+                || async {
+                    let db = routed(None, 4).await;
+                    (db.primary().clone(), db)
+                },
+            )
+            .await;
+            compare(
+                &format!("{runtime}/replica-routed-vs-its-own-pool"),
+                || async {
+                    let db = routed(Some(replica), 4).await;
+                    db.probe_now().await;
+                    let pool = db.replica_pool("replica1").expect("replica1").clone();
+                    (pool, db)
+                },
+            )
+            .await;
+        });
+    }
 }

@@ -123,63 +123,6 @@ fn point_query(c: &mut Criterion) {
         })
     });
     g.finish();
-
-    // Paired, inside criterion: every iteration runs the plain call and the
-    // routed call back to back (the order flips each iteration) on the same
-    // connections, and each benchmark keeps the time of its own side only.
-    // Both medians then come from the same moments of the run, so drift
-    // between two measurement windows cannot pass for routing overhead.
-    let mut g = c.benchmark_group("pk_select_paired");
-    g.sample_size(60)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(6));
-    let sides: [(&str, &sea_orm::DatabaseConnection, &Db); 2] = [
-        ("primary", &same_pool_primary, &routed_primary),
-        ("replica", &same_pool_replica, &routed_replica),
-    ];
-    for (server, plain, routed) in sides {
-        for keep_routed in [false, true] {
-            let name = format!(
-                "{server}/{}",
-                if keep_routed {
-                    "routed_db"
-                } else {
-                    "plain_same_pool"
-                }
-            );
-            g.bench_function(name, |b| {
-                b.iter_custom(|iters| {
-                    rt.block_on(async {
-                        let mut kept = Duration::ZERO;
-                        for i in 0..iters {
-                            let t = std::time::Instant::now();
-                            if i % 2 == 0 {
-                                Story::find_by_id(id).one(plain).await.expect("q");
-                            } else {
-                                Story::find_by_id(id).one(routed).await.expect("q");
-                            }
-                            let first = t.elapsed();
-                            let t = std::time::Instant::now();
-                            if i % 2 == 0 {
-                                Story::find_by_id(id).one(routed).await.expect("q");
-                            } else {
-                                Story::find_by_id(id).one(plain).await.expect("q");
-                            }
-                            let second = t.elapsed();
-                            let (p, r) = if i % 2 == 0 {
-                                (first, second)
-                            } else {
-                                (second, first)
-                            };
-                            kept += if keep_routed { r } else { p };
-                        }
-                        kept
-                    })
-                })
-            });
-        }
-    }
-    g.finish();
 }
 
 criterion_group!(benches, classification, point_query);

@@ -17,11 +17,6 @@
 //! is the figure per call. `DATABASE_URL` and `READ_REPLICA_URLS` must name a
 //! database holding stories 1-100: the benches' `bench_routing` or the load
 //! benchmark's `loadtest` (swap the database name in the cluster's URLs).
-//!
-//! Two more modes measure wall time, not for callgrind: `time-primary` and
-//! `time-replica` run the plain and the routed call back to back on the same
-//! connections (order flipped each round) and print both medians; with
-//! `SEAWAY_MT=1` they run on two tokio workers instead of one thread.
 
 #![allow(missing_docs)]
 
@@ -61,18 +56,10 @@ fn main() {
     let replica = std::env::var("READ_REPLICA_URLS")
         .ok()
         .and_then(|r| r.split(',').next().map(str::to_owned));
-    // SEAWAY_MT=1: two workers, as the criterion benches run (timing modes only)
-    let rt = if std::env::var_os("SEAWAY_MT").is_some() {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    }
-    .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let plain = |url: String| async move {
         let mut o = sea_orm::ConnectOptions::new(url);
         o.max_connections(4)
@@ -118,57 +105,9 @@ fn main() {
             rt.block_on(loop_cached(&db, 200));
             measured(&rt, loop_cached(&db, n));
         }
-        // wall clock, not for callgrind: plain and routed back to back on
-        // the same connections, order flipped each round; prints medians
-        "time-primary" | "time-replica" => {
-            let on_replica = mode == "time-replica";
-            let db = rt.block_on(routed(if on_replica { replica } else { None }));
-            let plain = if on_replica {
-                db.replica_pool("replica1").expect("replica1").clone()
-            } else {
-                db.primary().clone()
-            };
-            let (mut p, mut r) = (Vec::new(), Vec::new());
-            rt.block_on(async {
-                db.probe_now().await;
-                loop_plain(&db, 100).await;
-                loop_plain(&plain, 100).await;
-                for i in 0..n {
-                    let id = 1 + i % 100;
-                    let plain_first = i % 2 == 0;
-                    let t = std::time::Instant::now();
-                    if plain_first {
-                        Story::find_by_id(id).one(&plain).await.expect("q");
-                    } else {
-                        Story::find_by_id(id).one(&db).await.expect("q");
-                    }
-                    let a = t.elapsed().as_secs_f64() * 1e6;
-                    let t = std::time::Instant::now();
-                    if plain_first {
-                        Story::find_by_id(id).one(&db).await.expect("q");
-                    } else {
-                        Story::find_by_id(id).one(&plain).await.expect("q");
-                    }
-                    let b = t.elapsed().as_secs_f64() * 1e6;
-                    let (x, y) = if plain_first { (a, b) } else { (b, a) };
-                    p.push(x);
-                    r.push(y);
-                }
-            });
-            let median = |v: &mut Vec<f64>| {
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
-            let (pm, rm) = (median(&mut p), median(&mut r));
-            println!(
-                "{mode}: plain median {pm:.1} µs, routed median {rm:.1} µs, ratio {:.3}",
-                rm / pm
-            );
+        other => {
+            panic!("unknown mode {other}: plain, plain-replica, routed, routed-replica, cached")
         }
-        other => panic!(
-            "unknown mode {other}: plain, plain-replica, routed, routed-replica, cached, \
-             time-primary, time-replica"
-        ),
     }
     println!("{mode} {n}");
 }
