@@ -12,6 +12,7 @@
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod render;
 pub mod routes;
 pub mod seed;
 pub mod state;
@@ -130,7 +131,10 @@ pub async fn connect(config: &AppConfig) -> Result<AppState, String> {
             }
         }
     }
-    Ok(AppState { db })
+    Ok(AppState {
+        db,
+        bodies: render::Bodies::default(),
+    })
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then drains.

@@ -7,4 +7,6 @@ use seaway::Db;
 pub struct AppState {
     /// Routed connections, scope-aware, with the query cache.
     pub db: Db,
+    /// JSON bodies rendered from cached rows, by the rows' identity.
+    pub bodies: crate::render::Bodies,
 }

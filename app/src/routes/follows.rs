@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{Params, Path, Query, parse_id};
+use crate::render::JsonBody;
 use crate::routes::profiles::{counts, find};
 use crate::state::AppState;
 use crate::wire;
@@ -109,12 +110,12 @@ async fn people(
     q: HashMap<String, String>,
     rel: follow::Relation,
     key: follow::Column,
-) -> Result<axum::Json<wire::List<wire::Profile>>, ApiError> {
+) -> Result<JsonBody, ApiError> {
     let id = parse_id(&raw, "id")?;
     let page = Params::new(q, &[])?.page()?;
     find(&s.db, id).await?;
-    super::page_of(
-        &s.db,
+    super::page_of::<_, wire::Profile>(
+        &s,
         Profile::find()
             .join(JoinType::InnerJoin, rel.def().rev())
             .filter(key.eq(id))
@@ -129,7 +130,7 @@ async fn followers(
     State(s): State<AppState>,
     Path(raw): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<axum::Json<wire::List<wire::Profile>>, ApiError> {
+) -> Result<JsonBody, ApiError> {
     // profiles.id = follows.follower_id, for follows of `id`
     people(
         s,
@@ -145,7 +146,7 @@ async fn following(
     State(s): State<AppState>,
     Path(raw): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<axum::Json<wire::List<wire::Profile>>, ApiError> {
+) -> Result<JsonBody, ApiError> {
     people(
         s,
         raw,
@@ -160,7 +161,7 @@ async fn feed(
     State(s): State<AppState>,
     Path(raw): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<axum::Json<wire::List<wire::Story>>, ApiError> {
+) -> Result<JsonBody, ApiError> {
     let id = parse_id(&raw, "id")?;
     let page = Params::new(q, &[])?.page()?;
     // One query in two steps: the page's ids from the feed index alone
@@ -182,16 +183,16 @@ async fn feed(
     .limit(page.limit)
     .offset(page.offset)
     .into_query();
-    let feed = super::listed(
-        &s.db,
-        super::stories::newest_first(Story::find().filter(story::Column::Id.in_subquery(ids))),
-        page,
-    )
-    .await?;
+    let feed =
+        super::stories::newest_first(Story::find().filter(story::Column::Id.in_subquery(ids)))
+            .using_replica()
+            .cached()
+            .all_shared(&s.db)
+            .await?;
     // A feed with stories proves the profile exists (follows reference it):
     // only an empty one needs the lookup that tells 404 from an empty page.
     if feed.is_empty() {
         find(&s.db, id).await?;
     }
-    Ok(feed)
+    Ok(super::page_body::<_, wire::Story>(&s, &feed, page).await)
 }

@@ -7,35 +7,55 @@ pub mod stories;
 
 use crate::error::ApiError;
 use crate::extract::Page;
+use crate::render::{JsonBody, json};
+use crate::state::AppState;
 use crate::wire::List;
 use sea_orm::{EntityTrait, QuerySelect, Select};
+use seaway::CacheValue;
 use seaway::prelude::*;
-use seaway::{CacheValue, Db};
+use serde::Serialize;
+use std::sync::Arc;
 
 /// One page of `select`, read through a replica and the cache, as a list of
 /// wire items: how every listing endpoint answers.
 pub(crate) async fn page_of<E, T>(
-    db: &Db,
+    s: &AppState,
     select: Select<E>,
     page: Page,
-) -> Result<axum::Json<List<T>>, ApiError>
+) -> Result<JsonBody, ApiError>
 where
     E: EntityTrait,
     E::Model: CacheValue + Into<T>,
+    T: Serialize,
 {
-    listed(db, select.limit(page.limit).offset(page.offset), page).await
+    listed::<E, T>(s, select.limit(page.limit).offset(page.offset), page).await
 }
 
 /// As [`page_of`], for a `select` that already picks the rows of `page`.
 pub(crate) async fn listed<E, T>(
-    db: &Db,
+    s: &AppState,
     select: Select<E>,
     page: Page,
-) -> Result<axum::Json<List<T>>, ApiError>
+) -> Result<JsonBody, ApiError>
 where
     E: EntityTrait,
     E::Model: CacheValue + Into<T>,
+    T: Serialize,
 {
-    let rows = select.using_replica().cached().all(db).await?;
-    Ok(axum::Json(List::new(rows, page)))
+    let rows = select.using_replica().cached().all_shared(&s.db).await?;
+    Ok(page_body::<E::Model, T>(s, &rows, page).await)
+}
+
+/// The list body of `rows`: rendered once per cached page (`crate::render`),
+/// so an L1 hit neither copies nor serializes the rows again.
+pub(crate) async fn page_body<M, T>(s: &AppState, rows: &Arc<Vec<M>>, page: Page) -> JsonBody
+where
+    M: CacheValue + Into<T>,
+    T: Serialize,
+{
+    let body = s
+        .bodies
+        .body(rows, |rows| json(&List::<T>::new(rows.to_vec(), page)))
+        .await;
+    JsonBody(body)
 }

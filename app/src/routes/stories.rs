@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{Json, Params, Path, Query, check_text, double_option, not_null, parse_id};
+use crate::render::{JsonBody, json};
 use crate::state::AppState;
 use crate::wire;
 use axum::Router;
@@ -103,18 +104,22 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(model.into())))
 }
 
-async fn show(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<axum::Json<wire::Story>, ApiError> {
+async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<JsonBody, ApiError> {
     let id = parse_id(&id, "id")?;
-    Story::find_by_id(id)
+    let found = Story::find_by_id(id)
         .using_replica()
         .cached()
-        .one(&s.db)
-        .await?
-        .map(|m| axum::Json(m.into()))
-        .ok_or_else(|| ApiError::not_found("story"))
+        .one_shared(&s.db)
+        .await?;
+    if found.is_none() {
+        return Err(ApiError::not_found("story"));
+    }
+    // rendered once per cached row, as pages are (`crate::render`)
+    let body = s
+        .bodies
+        .body(&found, |m| json(&m.clone().map(wire::Story::from)))
+        .await;
+    Ok(JsonBody(body))
 }
 
 async fn update(
@@ -222,7 +227,7 @@ fn like_escape(s: &str) -> String {
 async fn list(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<axum::Json<wire::List<wire::Story>>, ApiError> {
+) -> Result<JsonBody, ApiError> {
     let p = Params::new(q, &["published", "genre", "author_id", "q", "order"])?;
     let page = p.page()?;
     let mut select = Story::find();
@@ -258,16 +263,16 @@ async fn list(
             ));
         }
     };
-    super::page_of(&s.db, select, page).await
+    super::page_of::<_, wire::Story>(&s, select, page).await
 }
 
 async fn featured(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<axum::Json<wire::List<wire::Story>>, ApiError> {
+) -> Result<JsonBody, ApiError> {
     let page = Params::new(q, &[])?.page()?;
-    super::page_of(
-        &s.db,
+    super::page_of::<_, wire::Story>(
+        &s,
         newest_first(
             Story::find()
                 .filter(story::Column::Published.eq(true))
