@@ -24,9 +24,11 @@ struct Rendered {
 }
 
 /// Rendered JSON bodies by the identity of the cached value they show.
+/// Cloning is an `Arc` increment (the application state is cloned per
+/// request).
 #[derive(Clone)]
 pub struct Bodies {
-    memo: moka::future::Cache<usize, Rendered>,
+    memo: Arc<moka::future::Cache<usize, Rendered>>,
 }
 
 impl Default for Bodies {
@@ -43,7 +45,9 @@ impl Bodies {
             .weigher(|_, r: &Rendered| u32::try_from(r.body.len() + 160).unwrap_or(u32::MAX))
             .max_capacity(max_bytes)
             .build();
-        Self { memo }
+        Self {
+            memo: Arc::new(memo),
+        }
     }
 
     /// The body of `value`, from the memo when the cache holds `value` and it
