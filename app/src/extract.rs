@@ -33,12 +33,22 @@ pub fn parse_id(raw: &str, field: &str) -> Result<i64, ApiError> {
 }
 
 /// `limit` and `offset` of a list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Page {
     /// 1..=100, default 20.
     pub limit: u64,
     /// 0..=100000, default 0.
     pub offset: u64,
+}
+
+/// The page of a list asked for with neither `limit` nor `offset`.
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            limit: 20,
+            offset: 0,
+        }
+    }
 }
 
 /// Query parameters, checked against the names a handler accepts.
@@ -61,9 +71,10 @@ impl Params {
 
     /// The list bounds.
     pub fn page(&self) -> Result<Page, ApiError> {
+        let d = Page::default();
         Ok(Page {
-            limit: self.num("limit", 20, 1, 100)?,
-            offset: self.num("offset", 0, 0, 100_000)?,
+            limit: self.num("limit", d.limit, 1, 100)?,
+            offset: self.num("offset", d.offset, 0, 100_000)?,
         })
     }
 

@@ -4,12 +4,16 @@
 //! holds the same rows (a write makes the cache load a new one), so the body
 //! rendered from it can be kept beside it and sent again as it is: a hit then
 //! skips copying the rows, converting them to wire types and serializing
-//! them. The memo is keyed by the value's identity and holds a `Weak` to it,
-//! so it can never answer for other rows, and it never keeps rows alive.
+//! them. A body is a function of the rows, of the render function and of the
+//! page it shows, and the memo is keyed by exactly those: the value's
+//! identity (with a `Weak` to it, so it can never answer for other rows and
+//! never keeps rows alive), the render function's type (a function that
+//! captures nothing) and the page.
 
+use crate::extract::Page;
 use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::sync::{Arc, Weak};
 
 /// Bytes of rendered bodies kept at most (least recently used first out).
@@ -23,12 +27,23 @@ struct Rendered {
     body: Bytes,
 }
 
-/// Rendered JSON bodies by the identity of the cached value they show.
+/// What a body is rendered from.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct From {
+    /// The address of the cached value.
+    addr: usize,
+    /// The render function.
+    render: TypeId,
+    /// The page the body shows, for lists.
+    page: Option<Page>,
+}
+
+/// Rendered JSON bodies by what they were rendered from.
 /// Cloning is an `Arc` increment (the application state is cloned per
 /// request).
 #[derive(Clone)]
 pub struct Bodies {
-    memo: Arc<moka::future::Cache<usize, Rendered>>,
+    memo: Arc<moka::future::Cache<From, Rendered>>,
 }
 
 impl Default for Bodies {
@@ -42,7 +57,7 @@ impl Bodies {
     pub fn new(max_bytes: u64) -> Self {
         let memo = moka::future::Cache::builder()
             // the body, and about what an entry costs besides
-            .weigher(|_, r: &Rendered| u32::try_from(r.body.len() + 160).unwrap_or(u32::MAX))
+            .weigher(|_: &From, r: &Rendered| u32::try_from(r.body.len() + 160).unwrap_or(u32::MAX))
             .max_capacity(max_bytes)
             .build();
         Self {
@@ -50,29 +65,34 @@ impl Bodies {
         }
     }
 
-    /// The body of `value`, from the memo when the cache holds `value` and it
-    /// was rendered before, else `render(value)` (kept for next time only
-    /// when the cache holds `value`: a bypassed or refused read is a
-    /// value of its own, seen once).
-    pub async fn body<V, F>(&self, value: &Arc<V>, render: F) -> Bytes
+    /// The body `render(value, page)`, from the memo when the cache holds
+    /// `value` and it was rendered so before. It is kept for next time only
+    /// when the cache holds `value`: a bypassed or refused read is a value
+    /// of its own, seen once. `render` must be a function of its arguments
+    /// alone (`F: Copy + 'static`: a closure that captures nothing).
+    pub async fn body<V, F>(&self, value: &Arc<V>, page: Option<Page>, render: F) -> Bytes
     where
         V: Any + Send + Sync,
-        F: FnOnce(&V) -> Vec<u8>,
+        F: Fn(&V, Option<Page>) -> Vec<u8> + Copy + 'static,
     {
         if Arc::strong_count(value) == 1 {
-            return render(value).into();
+            return render(value, page).into();
         }
-        let addr = Arc::as_ptr(value).cast::<()>() as usize;
-        if let Some(r) = self.memo.get(&addr).await
-            && r.of.as_ptr().cast::<()>() as usize == addr
+        let from = From {
+            addr: Arc::as_ptr(value).cast::<()>() as usize,
+            render: TypeId::of::<F>(),
+            page,
+        };
+        if let Some(r) = self.memo.get(&from).await
+            && r.of.as_ptr().cast::<()>() as usize == from.addr
         {
             return r.body;
         }
-        let body = Bytes::from(render(value));
+        let body = Bytes::from(render(value, page));
         let of: Weak<dyn Any + Send + Sync> = Arc::downgrade(value) as _;
         self.memo
             .insert(
-                addr,
+                from,
                 Rendered {
                     of,
                     body: body.clone(),
@@ -113,34 +133,60 @@ pub fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
     #[tokio::test]
     async fn a_cached_value_is_rendered_once_and_a_new_one_again() {
         let bodies = Bodies::default();
         let held = Arc::new(vec![1, 2, 3]);
         let cache_copy = held.clone(); // as the L1 would hold it
-        let renders = std::cell::Cell::new(0);
-        let render = |v: &Vec<i32>| {
-            renders.set(renders.get() + 1);
+        static RENDERS: AtomicUsize = AtomicUsize::new(0);
+        let renders = || RENDERS.load(Relaxed);
+        let render = |v: &Vec<i32>, _: Option<Page>| {
+            RENDERS.fetch_add(1, Relaxed);
             json(v)
         };
-        let a = bodies.body(&held, render).await;
-        let b = bodies.body(&held, render).await;
+        let a = bodies.body(&held, None, render).await;
+        let b = bodies.body(&held, None, render).await;
         assert_eq!((a.as_ref(), b.as_ref()), (&b"[1,2,3]"[..], &b"[1,2,3]"[..]));
-        assert_eq!(renders.get(), 1, "the second body came from the memo");
+        assert_eq!(renders(), 1, "the second body came from the memo");
+
+        // The same rows shown by another function, or as another page, are
+        // rendered for it.
+        let count = |v: &Vec<i32>, _: Option<Page>| {
+            RENDERS.fetch_add(1, Relaxed);
+            json(&v.len())
+        };
+        assert_eq!(bodies.body(&held, None, count).await.as_ref(), b"3");
+        let paged = |v: &Vec<i32>, p: Option<Page>| {
+            RENDERS.fetch_add(1, Relaxed);
+            json(&(v, p.map(|p| p.limit)))
+        };
+        let page = |limit| Some(Page { limit, offset: 0 });
+        for _ in 0..2 {
+            assert_eq!(
+                bodies.body(&held, page(5), paged).await.as_ref(),
+                b"[[1,2,3],5]"
+            );
+            assert_eq!(
+                bodies.body(&held, page(6), paged).await.as_ref(),
+                b"[[1,2,3],6]"
+            );
+        }
+        assert_eq!(renders(), 4);
 
         // Another value is rendered from its own rows (the memo's `Weak`
         // keeps the old value's address from being reused meanwhile).
         drop((held, cache_copy));
         let other = Arc::new(vec![4]);
         let _keep = other.clone();
-        assert_eq!(bodies.body(&other, render).await.as_ref(), b"[4]");
-        assert_eq!(renders.get(), 2);
+        assert_eq!(bodies.body(&other, None, render).await.as_ref(), b"[4]");
+        assert_eq!(renders(), 5);
 
         // A value the cache does not hold is rendered every time, never kept.
         let alone = Arc::new(vec![5]);
-        bodies.body(&alone, render).await;
-        bodies.body(&alone, render).await;
-        assert_eq!(renders.get(), 4);
+        bodies.body(&alone, None, render).await;
+        bodies.body(&alone, None, render).await;
+        assert_eq!(renders(), 7);
     }
 }

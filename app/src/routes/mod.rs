@@ -55,7 +55,9 @@ where
 {
     let body = s
         .bodies
-        .body(rows, |rows| json(&List::<T>::new(rows.to_vec(), page)))
+        .body(rows, Some(page), |rows: &Vec<M>, page| {
+            json(&List::<T>::new(rows.to_vec(), page.unwrap_or_default()))
+        })
         .await;
     JsonBody(body)
 }

@@ -117,7 +117,9 @@ async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<JsonB
     // rendered once per cached row, as pages are (`crate::render`)
     let body = s
         .bodies
-        .body(&found, |m| json(&m.clone().map(wire::Story::from)))
+        .body(&found, None, |m: &Option<story::Model>, _| {
+            json(&m.clone().map(wire::Story::from))
+        })
         .await;
     Ok(JsonBody(body))
 }
