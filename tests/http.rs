@@ -375,6 +375,23 @@ async fn contract(c: &Client) {
         (Some(2), Some(1))
     );
     assert_eq!(ids(&c.get("/stories/featured").await.body), vec![draft]);
+    // A page's body is kept beside its cached rows (app/src/render.rs): read
+    // twice, it is the same body; after a write it is the new one.
+    let again = c.get("/stories/featured").await;
+    assert_eq!(
+        (again.header("content-type"), ids(&again.body)),
+        (Some("application/json"), vec![draft])
+    );
+    let renamed = c
+        .call(
+            Method::PATCH,
+            &format!("/stories/{draft}"),
+            Some(json!({"title": "Draft, renamed"})),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    let featured = c.get("/stories/featured").await;
+    assert_eq!(featured.body["items"][0]["title"], "Draft, renamed");
 
     // follows, lists, feed, stats
     let f = c
