@@ -6,6 +6,7 @@
 //! * `error`: [`ApiError`], the one error shape; `extract`: extractors whose
 //!   rejections use it.
 //! * `routes`: `profiles`, `stories`, `follows`, `ops` (health, stats, metrics).
+//! * `render`: JSON bodies of pages, kept beside the cached rows they show.
 //! * `seed`: fills a database with deterministic data.
 //! * [`router`] builds the app for tests (`oneshot`); [`serve`] runs it.
 
