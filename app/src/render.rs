@@ -70,11 +70,13 @@ impl Bodies {
         }
     }
 
-    /// The body `render(value, page)`, from the memo when the cache holds
-    /// `value` and it was rendered so before. It is kept for next time only
-    /// when the cache holds `value`: a bypassed or refused read is a value
-    /// of its own, seen once. `render` must be a function of its arguments
-    /// alone (`F: Copy + 'static`: a closure that captures nothing).
+    /// The body `render(value, page)`, from the memo when `value` was
+    /// rendered so before. It is kept only when something else holds `value`
+    /// too (the cache, or the other readers of one load): a bypassed or
+    /// refused read is a value of its own, seen once. Whatever is kept, a
+    /// body is only ever returned for the value it was rendered from.
+    /// `render` must be a function of its arguments alone
+    /// (`F: Copy + 'static`: a closure that captures nothing).
     pub async fn body<V, F>(&self, value: &Arc<V>, page: Option<Page>, render: F) -> Bytes
     where
         V: Any + Send + Sync,
