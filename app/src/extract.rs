@@ -41,16 +41,6 @@ pub struct Page {
     pub offset: u64,
 }
 
-/// The page of a list asked for with neither `limit` nor `offset`.
-impl Default for Page {
-    fn default() -> Self {
-        Self {
-            limit: 20,
-            offset: 0,
-        }
-    }
-}
-
 /// Query parameters, checked against the names a handler accepts.
 pub struct Params(HashMap<String, String>);
 
@@ -71,10 +61,9 @@ impl Params {
 
     /// The list bounds.
     pub fn page(&self) -> Result<Page, ApiError> {
-        let d = Page::default();
         Ok(Page {
-            limit: self.num("limit", d.limit, 1, 100)?,
-            offset: self.num("offset", d.offset, 0, 100_000)?,
+            limit: self.num("limit", 20, 1, 100)?,
+            offset: self.num("offset", 0, 0, 100_000)?,
         })
     }
 

@@ -39,8 +39,8 @@ struct From {
     addr: usize,
     /// The render function.
     render: TypeId,
-    /// The page the body shows, for lists.
-    page: Option<Page>,
+    /// The page the body shows.
+    page: Page,
 }
 
 /// Rendered JSON bodies by what they were rendered from.
@@ -77,10 +77,10 @@ impl Bodies {
     /// body is only ever returned for the value it was rendered from.
     /// `render` must be a function of its arguments alone
     /// (`F: Copy + 'static`: a closure that captures nothing).
-    pub async fn body<V, F>(&self, value: &Arc<V>, page: Option<Page>, render: F) -> Bytes
+    pub async fn body<V, F>(&self, value: &Arc<V>, page: Page, render: F) -> Bytes
     where
         V: Any + Send + Sync,
-        F: Fn(&V, Option<Page>) -> Vec<u8> + Copy + 'static,
+        F: Fn(&V, Page) -> Vec<u8> + Copy + 'static,
     {
         if Arc::strong_count(value) == 1 {
             return render(value, page).into();
@@ -149,27 +149,31 @@ mod tests {
         let cache_copy = held.clone(); // as the L1 would hold it
         static RENDERS: AtomicUsize = AtomicUsize::new(0);
         let renders = || RENDERS.load(Relaxed);
-        let render = |v: &Vec<i32>, _: Option<Page>| {
+        let first = Page {
+            limit: 5,
+            offset: 0,
+        };
+        let render = |v: &Vec<i32>, _: Page| {
             RENDERS.fetch_add(1, Relaxed);
             json(v)
         };
-        let a = bodies.body(&held, None, render).await;
-        let b = bodies.body(&held, None, render).await;
+        let a = bodies.body(&held, first, render).await;
+        let b = bodies.body(&held, first, render).await;
         assert_eq!((a.as_ref(), b.as_ref()), (&b"[1,2,3]"[..], &b"[1,2,3]"[..]));
         assert_eq!(renders(), 1, "the second body came from the memo");
 
         // The same rows shown by another function, or as another page, are
         // rendered for it.
-        let count = |v: &Vec<i32>, _: Option<Page>| {
+        let count = |v: &Vec<i32>, _: Page| {
             RENDERS.fetch_add(1, Relaxed);
             json(&v.len())
         };
-        assert_eq!(bodies.body(&held, None, count).await.as_ref(), b"3");
-        let paged = |v: &Vec<i32>, p: Option<Page>| {
+        assert_eq!(bodies.body(&held, first, count).await.as_ref(), b"3");
+        let paged = |v: &Vec<i32>, p: Page| {
             RENDERS.fetch_add(1, Relaxed);
-            json(&(v, p.map(|p| p.limit)))
+            json(&(v, p.limit))
         };
-        let page = |limit| Some(Page { limit, offset: 0 });
+        let page = |limit| Page { limit, offset: 0 };
         for _ in 0..2 {
             assert_eq!(
                 bodies.body(&held, page(5), paged).await.as_ref(),
@@ -187,13 +191,13 @@ mod tests {
         drop((held, cache_copy));
         let other = Arc::new(vec![4]);
         let _keep = other.clone();
-        assert_eq!(bodies.body(&other, None, render).await.as_ref(), b"[4]");
+        assert_eq!(bodies.body(&other, first, render).await.as_ref(), b"[4]");
         assert_eq!(renders(), 5);
 
         // A value the cache does not hold is rendered every time, never kept.
         let alone = Arc::new(vec![5]);
-        bodies.body(&alone, None, render).await;
-        bodies.body(&alone, None, render).await;
+        bodies.body(&alone, first, render).await;
+        bodies.body(&alone, first, render).await;
         assert_eq!(renders(), 7);
     }
 }

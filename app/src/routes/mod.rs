@@ -28,21 +28,13 @@ where
     E::Model: CacheValue + Into<T>,
     T: Serialize,
 {
-    listed::<E, T>(s, select.limit(page.limit).offset(page.offset), page).await
-}
-
-/// As [`page_of`], for a `select` that already picks the rows of `page`.
-pub(crate) async fn listed<E, T>(
-    s: &AppState,
-    select: Select<E>,
-    page: Page,
-) -> Result<JsonBody, ApiError>
-where
-    E: EntityTrait,
-    E::Model: CacheValue + Into<T>,
-    T: Serialize,
-{
-    let rows = select.using_replica().cached().all_shared(&s.db).await?;
+    let rows = select
+        .limit(page.limit)
+        .offset(page.offset)
+        .using_replica()
+        .cached()
+        .all_shared(&s.db)
+        .await?;
     Ok(page_body::<E::Model, T>(s, &rows, page).await)
 }
 
@@ -55,8 +47,8 @@ where
 {
     let body = s
         .bodies
-        .body(rows, Some(page), |rows: &Vec<M>, page| {
-            json(&List::<T>::new(rows.to_vec(), page.unwrap_or_default()))
+        .body(rows, page, |rows: &Vec<M>, page| {
+            json(&List::<T>::new(rows.to_vec(), page))
         })
         .await;
     JsonBody(body)
