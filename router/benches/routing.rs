@@ -7,9 +7,10 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use entity::prelude::Story;
-use sea_orm::{DbBackend, EntityTrait, QueryTrait};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryTrait};
 use seaway::prelude::*;
 use seaway::{Config, Db};
 use std::hint::black_box;
@@ -68,54 +69,30 @@ fn point_query(c: &mut Criterion) {
     g.sample_size(60)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    let id = 500;
-    g.bench_function("primary/plain_seaorm", |b| {
-        b.to_async(&rt)
-            .iter(|| async { Story::find_by_id(id).one(&plain_primary).await.expect("q") })
-    });
-    g.bench_function("primary/plain_seaorm_ping_on_checkout", |b| {
-        b.to_async(&rt)
-            .iter(|| async { Story::find_by_id(id).one(&pinged_primary).await.expect("q") })
-    });
+    pk_select(&mut g, &rt, "primary/plain_seaorm", &plain_primary);
+    pk_select(
+        &mut g,
+        &rt,
+        "primary/plain_seaorm_ping_on_checkout",
+        &pinged_primary,
+    );
     // The routed Db's own pool, used plain: the same server connections as
     // the routed calls, so the comparison is not blurred by which backend a
     // pool happens to get (two plain pools differ by up to ±9%: the paired bench).
-    let same_pool_primary = routed_primary.primary().clone();
-    g.bench_function("primary/plain_same_pool", |b| {
-        b.to_async(&rt).iter(|| async {
-            Story::find_by_id(id)
-                .one(&same_pool_primary)
-                .await
-                .expect("q")
-        })
-    });
-    g.bench_function("primary/routed_db", |b| {
-        b.to_async(&rt)
-            .iter(|| async { Story::find_by_id(id).one(&routed_primary).await.expect("q") })
-    });
-    g.bench_function("replica/plain_seaorm", |b| {
-        b.to_async(&rt)
-            .iter(|| async { Story::find_by_id(id).one(&plain_replica).await.expect("q") })
-    });
-    let same_pool_replica = routed_replica
-        .replica_pool("replica1")
-        .expect("replica1")
-        .clone();
-    g.bench_function("replica/plain_same_pool", |b| {
-        b.to_async(&rt).iter(|| async {
-            Story::find_by_id(id)
-                .one(&same_pool_replica)
-                .await
-                .expect("q")
-        })
-    });
-    g.bench_function("replica/routed_db", |b| {
-        b.to_async(&rt)
-            .iter(|| async { Story::find_by_id(id).one(&routed_replica).await.expect("q") })
-    });
+    pk_select(
+        &mut g,
+        &rt,
+        "primary/plain_same_pool",
+        routed_primary.primary(),
+    );
+    pk_select(&mut g, &rt, "primary/routed_db", &routed_primary);
+    pk_select(&mut g, &rt, "replica/plain_seaorm", &plain_replica);
+    let same_pool_replica = routed_replica.replica_pool("replica1").expect("replica1");
+    pk_select(&mut g, &rt, "replica/plain_same_pool", same_pool_replica);
+    pk_select(&mut g, &rt, "replica/routed_db", &routed_replica);
     g.bench_function("replica/routed_explicit_using_replica", |b| {
         b.to_async(&rt).iter(|| async {
-            Story::find_by_id(id)
+            Story::find_by_id(PK)
                 .using_replica()
                 .one(&routed_replica)
                 .await
@@ -123,6 +100,22 @@ fn point_query(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// The primary key every `pk_select` benchmark reads.
+const PK: i64 = 500;
+
+/// `Story::find_by_id(PK).one(conn)`, benchmarked as `name` in `g`.
+fn pk_select<C: ConnectionTrait>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    conn: &C,
+) {
+    g.bench_function(name, |b| {
+        b.to_async(rt)
+            .iter(|| async { Story::find_by_id(PK).one(conn).await.expect("q") })
+    });
 }
 
 criterion_group!(benches, classification, point_query);
