@@ -92,11 +92,15 @@ pub(crate) fn key_of(
 struct KeyWriter<'a>(&'a mut Vec<u8>);
 
 impl std::fmt::Write for KeyWriter<'_> {
+    #[inline]
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
     }
-    // SeaQuery writes quoted identifiers a char at a time.
+    // SeaQuery writes an owned identifier a char at a time (SeaORM's column
+    // references carry the table's name as one). `#[inline]` lets SeaQuery's
+    // loop, compiled in another codegen unit, inline this push.
+    #[inline]
     fn write_char(&mut self, c: char) -> std::fmt::Result {
         if c.is_ascii() {
             self.0.push(c as u8);
@@ -109,6 +113,7 @@ impl std::fmt::Write for KeyWriter<'_> {
 }
 
 impl Hasher for KeyWriter<'_> {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
         self.0.extend_from_slice(bytes);
     }
