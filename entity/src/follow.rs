@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 /// One row of `follows`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
-#[sea_orm(table_name = "follows")]
 pub struct Model {
     /// The profile that follows.
     #[sea_orm(primary_key, auto_increment = false)]
@@ -17,6 +16,11 @@ pub struct Model {
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub created_at: DateTimeUtc,
 }
+
+/// The `follows` table.
+#[derive(Copy, Clone, Default, Debug, DeriveEntity)]
+#[sea_orm(table_name = "follows")]
+pub struct Entity;
 
 /// Relations of a follow: two links to `profiles`.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 /// One row of `profiles`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
-#[sea_orm(table_name = "profiles")]
 pub struct Model {
     /// `BIGSERIAL` primary key.
     #[sea_orm(primary_key)]
@@ -24,6 +23,11 @@ pub struct Model {
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub updated_at: DateTimeUtc,
 }
+
+/// The `profiles` table.
+#[derive(Copy, Clone, Default, Debug, DeriveEntity)]
+#[sea_orm(table_name = "profiles")]
+pub struct Entity;
 
 /// Relations of a profile.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

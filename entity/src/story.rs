@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 /// One row of `stories`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
-#[sea_orm(table_name = "stories")]
 pub struct Model {
     /// `BIGSERIAL` primary key.
     #[sea_orm(primary_key)]
@@ -35,6 +34,11 @@ pub struct Model {
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub updated_at: DateTimeUtc,
 }
+
+/// The `stories` table.
+#[derive(Copy, Clone, Default, Debug, DeriveEntity)]
+#[sea_orm(table_name = "stories")]
+pub struct Entity;
 
 /// Relations of a story.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
