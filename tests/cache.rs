@@ -424,3 +424,54 @@ async fn db_invalidate_and_raw_writes_invalidate_by_table() {
     .await
     .expect("a raw write invalidates the tables it names");
 }
+
+#[tokio::test]
+async fn a_foreign_key_cascade_invalidates_the_tables_it_changes() {
+    let Some(c) = cluster() else { return };
+    let _g = c.shared().await;
+    let t = c.fresh_db("cascade").await;
+    let db = Db::connect(t.config().build()).await.expect("db");
+    let id = replicated_story(&t, &db, "orphan").await;
+    let author = Story::find_by_id(id)
+        .one(db.primary())
+        .await
+        .expect("read")
+        .expect("story")
+        .author_id;
+    // Read from the primary, so that a stale answer can come only from the cache.
+    assert_eq!(
+        title_via(&db, id, seaway::DEFAULT).await.0.as_deref(),
+        Some("orphan")
+    );
+    assert_eq!(
+        title_via(&db, id, seaway::DEFAULT).await.1,
+        CacheOutcome::HitL1
+    );
+    // Deleting the author deletes the story (ON DELETE CASCADE): the write
+    // names `profiles` only.
+    Profile::delete_by_id(author)
+        .exec(&db)
+        .await
+        .expect("delete profile");
+    let (title, outcome) = title_via(&db, id, seaway::DEFAULT).await;
+    println!("after the cascade: {title:?}, {outcome:?}");
+    assert_eq!(title, None, "the cascade's deletion is seen at once");
+    assert_eq!(outcome, CacheOutcome::Miss);
+
+    // A foreign key created through the Db is followed from the next write on.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &db,
+        "CREATE TABLE shelf (id bigint PRIMARY KEY); \
+         CREATE TABLE shelf_item (id bigint PRIMARY KEY, \
+           shelf_id bigint REFERENCES shelf (id) ON DELETE CASCADE)",
+    )
+    .await
+    .expect("create tables");
+    let before = db.cache_stats().await.invalidations;
+    sea_orm::ConnectionTrait::execute_unprepared(&db, "DELETE FROM shelf")
+        .await
+        .expect("delete");
+    let moved = db.cache_stats().await.invalidations - before;
+    println!("tags invalidated by DELETE FROM shelf: {moved}");
+    assert_eq!(moved, 2, "shelf and, by its cascade, shelf_item");
+}

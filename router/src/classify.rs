@@ -35,6 +35,10 @@ pub struct Access {
     /// For a read, the tables read; for a write, the tables written (empty
     /// when unknown: then every cached entry is invalidated).
     pub tables: Vec<Tag>,
+    /// A schema statement (`CREATE`, `ALTER`, `DROP`, `TRUNCATE`, `RENAME`,
+    /// `COMMENT`): the router then reads the foreign keys again, whose
+    /// cascades a write also invalidates.
+    pub schema: bool,
 }
 
 impl Access {
@@ -75,11 +79,13 @@ pub fn classify_builder<S: StatementBuilder>(stmt: &S, built: &Statement) -> Acc
                 Access {
                     kind: Kind::Write,
                     tables: written,
+                    schema: false,
                 }
             } else {
                 Access {
                     kind: Kind::Read,
                     tables: read,
+                    schema: false,
                 }
             }
         }
@@ -176,9 +182,14 @@ const READ_STARTS: &[&str] = &["SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXP
 /// TABLE`) so that raw writes invalidate what they touch.
 pub fn classify_sql(sql: &str) -> Access {
     let tokens = tokenize(sql);
+    let first = tokens.iter().find_map(|t| match t {
+        Token::Word(w) => Some(*w),
+        _ => None,
+    });
     let write = Access {
         kind: Kind::Write,
         tables: written_tables(&tokens),
+        schema: first.is_some_and(is_schema_keyword),
     };
     let Some(Token::Word(first)) = tokens.iter().find(|t| !matches!(t, Token::Punct(b'('))) else {
         return write;
@@ -215,6 +226,7 @@ pub fn classify_sql(sql: &str) -> Access {
     Access {
         kind: Kind::Read,
         tables: tables_read(&tokens),
+        schema: false,
     }
 }
 

@@ -60,6 +60,8 @@ struct Shared {
     aliases: HashMap<String, DatabaseConnection>,
     router: Box<dyn DatabaseRouter>,
     cache: Arc<QueryCache>,
+    /// Tables changed by foreign-key actions, invalidated with their parent.
+    cascades: crate::cascade::Cascades,
     counters: RouteCounters,
     replica_fallback: bool,
     /// `CACHE_TTL_SECS=0` turns `.cached()` into a bypass.
@@ -314,6 +316,7 @@ impl Db {
                 aliases,
                 router: Box::new(router),
                 cache,
+                cascades: crate::cascade::Cascades::default(),
                 counters: RouteCounters::default(),
                 replica_fallback: config.replica_fallback,
                 cache_enabled: !config.cache_ttl.is_zero(),
@@ -322,6 +325,7 @@ impl Db {
             }
         });
         let db = Self { shared };
+        db.shared.cascades.refresh(&db.shared.primary).await;
         // Know the replicas' state before the first read.
         db.shared
             .replicas
@@ -510,11 +514,33 @@ impl Db {
         }
     }
 
-    /// After a committed write: the scope must see it, caches forget `tables`.
+    /// After a committed write: the scope must see it, caches forget `tables`
+    /// and the tables their foreign keys' actions change.
     pub(crate) async fn after_write(&self, tables: &[Tag]) {
         let lsn = self.write_lsn().await;
         scope::with_current(|s| s.require_lsn(lsn));
-        self.shared.cache.invalidate(tables, lsn).await;
+        let cascades = &self.shared.cascades;
+        if cascades.is_stale() {
+            // after a schema change: the new foreign keys decide this write
+            cascades.refresh(&self.shared.primary).await;
+        } else if cascades.is_old() && cascades.begin_reading() {
+            let db = self.clone();
+            tokio::spawn(async move {
+                let s = &db.shared;
+                s.cascades.refresh(&s.primary).await;
+            });
+        }
+        let expanded = cascades.expand(tables);
+        self.shared
+            .cache
+            .invalidate(expanded.as_deref().unwrap_or(tables), lsn)
+            .await;
+    }
+
+    /// A schema statement ran: the foreign keys are read again before the
+    /// next invalidation.
+    pub(crate) fn schema_changed(&self) {
+        self.shared.cascades.mark_stale();
     }
 
     /// Decides where a read goes.
@@ -704,6 +730,9 @@ impl Db {
             _ => s.primary.clone(),
         };
         scope::with_current(|st| st.mark_wrote());
+        if access.schema {
+            self.schema_changed();
+        }
         bump(&s.counters.writes, "seaway_writes_total");
         let span = tracing::debug_span!("seaway.statement", alias = DEFAULT, reason = "write", tables = ?access.tables);
         let result = f(conn).instrument(span).await;

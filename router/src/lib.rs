@@ -22,7 +22,8 @@
 //!
 //! * [`config`]: settings from the environment or a builder.
 //! * [`router`]: the [`DatabaseRouter`] trait and [`ReadWriteRouter`].
-//! * [`classify`]: read or write, and the tables a statement touches.
+//! * [`classify`]: read or write, and the tables a statement touches;
+//!   `cascade`: the tables foreign-key actions change with them.
 //! * `replica`: the replica set: balancing, probes, lag, failover.
 //! * [`scope`]: per-request state (sticky flag, minimum LSN) in a task-local.
 //! * `conn`: [`Db`], the routed `ConnectionTrait`; `txn`: [`DbTransaction`].
@@ -32,6 +33,7 @@
 //! * [`layer`]: the axum layer that opens scopes and writes the headers.
 //! * `stats`: counters and snapshots for `/stats`, `/health`, `/metrics`.
 
+mod cascade;
 pub mod classify;
 pub mod config;
 mod conn;

@@ -11,6 +11,7 @@ use sea_orm::{
 };
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 
@@ -21,6 +22,9 @@ pub struct DbTransaction {
     db: Db,
     /// Tables written so far; shared with nested transactions.
     written: Arc<Mutex<Vec<Tag>>>,
+    /// A schema statement ran in it (or a nested one): at commit, the foreign
+    /// keys are read again before the written tables are invalidated.
+    schema: Arc<AtomicBool>,
     root: bool,
 }
 
@@ -45,6 +49,10 @@ impl DbTransaction {
             return span;
         }
         self.db.count_write();
+        if access.schema {
+            self.schema
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         scope::with_current(|s| s.mark_wrote());
         if let Ok(mut w) = self.written.lock() {
             if access.tables.is_empty() {
@@ -64,6 +72,7 @@ impl DbTransaction {
             inner,
             db: self.db.clone(),
             written: self.written.clone(),
+            schema: self.schema.clone(),
             root: false,
         }
     }
@@ -75,6 +84,7 @@ impl Db {
             inner,
             db: self.clone(),
             written: Arc::default(),
+            schema: Arc::default(),
             root: true,
         }
     }
@@ -90,6 +100,9 @@ impl TransactionSession for DbTransaction {
                 .lock()
                 .map(|mut w| std::mem::take(&mut *w))
                 .unwrap_or_default();
+            if self.schema.load(std::sync::atomic::Ordering::Relaxed) {
+                self.db.schema_changed();
+            }
             if !tables.is_empty() {
                 self.db.after_write(&tables).await;
             }
