@@ -475,3 +475,49 @@ async fn a_foreign_key_cascade_invalidates_the_tables_it_changes() {
     println!("tags invalidated by DELETE FROM shelf: {moved}");
     assert_eq!(moved, 2, "shelf and, by its cascade, shelf_item");
 }
+
+#[tokio::test]
+async fn a_cached_answer_is_not_counted_as_a_primary_read() {
+    let Some(c) = cluster() else { return };
+    let _g = c.shared().await;
+    let t = c.fresh_db("countread").await;
+    let db = Db::connect(t.config().build()).await.expect("db");
+    let id = replicated_story(&t, &db, "counted").await;
+    let scope = Scope::new();
+    let read = || async {
+        Story::find_by_id(id)
+            .using_replica()
+            .cached()
+            .one(&db)
+            .await
+            .expect("read")
+            .expect("story")
+    };
+    let (first, second) = scope
+        .run(async {
+            set_title(&db, id, "sticky").await;
+            let before = db.routing_stats();
+            read().await;
+            let first = (db.routing_stats(), scope.state().last_cache());
+            read().await;
+            let second = (db.routing_stats(), scope.state().last_cache());
+            assert_eq!(first.0.sticky_reads, before.sticky_reads + 1);
+            (first, second)
+        })
+        .await;
+    println!(
+        "sticky reads: {} then {}; outcomes {:?} then {:?}",
+        first.0.sticky_reads, second.0.sticky_reads, first.1, second.1
+    );
+    assert_eq!(
+        first.1,
+        Some(CacheOutcome::Miss),
+        "the scope's write emptied the entry"
+    );
+    assert_eq!(second.1, Some(CacheOutcome::HitL1));
+    assert_eq!(
+        second.0.sticky_reads, first.0.sticky_reads,
+        "an L1 hit reads nothing from the primary"
+    );
+    assert_eq!(second.0.primary_reads, first.0.primary_reads);
+}

@@ -402,6 +402,9 @@ impl Db {
     pub async fn begin_read_only(&self) -> Result<sea_orm::DatabaseTransaction, DbErr> {
         use sea_orm::{AccessMode, IsolationLevel, TransactionTrait};
         let target = self.decide_read(&Explicit::Replica, &[])?;
+        if let Target::Primary(reason) = &target {
+            self.count_primary_read(reason);
+        }
         let conn = self.conn_for(&target);
         let (iso, mode) = if self.backend() == DbBackend::Postgres {
             (
@@ -543,6 +546,19 @@ impl Db {
         self.shared.cascades.mark_stale();
     }
 
+    /// Counts a read that ran on the primary for `reason` (a decision of
+    /// `decide_read_with`): after a write in its scope (`sticky_reads`), or
+    /// because no replica was usable (`fallbacks`). Counted where the read
+    /// runs, not where it is decided, so that a cached answer counts neither.
+    fn count_primary_read(&self, reason: &str) {
+        let c = &self.shared.counters;
+        if reason == "sticky" {
+            bump(&c.sticky_reads, "seaway_sticky_reads_total");
+        } else if reason == Skip::Unhealthy.as_str() || reason == Skip::Lag.as_str() {
+            bump(&c.fallbacks, "seaway_fallbacks_total");
+        }
+    }
+
     /// Decides where a read goes.
     pub(crate) fn decide_read(&self, explicit: &Explicit, tables: &[Tag]) -> Result<Target, DbErr> {
         self.decide_read_with(explicit, &Hints::new(tables))
@@ -579,7 +595,6 @@ impl Db {
             return Ok(Target::Alias(name.as_str().into()));
         }
         if wrote {
-            bump(&s.counters.sticky_reads, "seaway_sticky_reads_total");
             return Ok(Target::Primary("sticky"));
         }
         if alias != READ_REPLICA {
@@ -591,12 +606,8 @@ impl Db {
                 Ok(Target::Replica(i))
             }
             Err(Skip::NoReplicas) => Ok(Target::Primary("no_replicas")),
-            Err(skip) if s.replica_fallback => {
-                if skip != Skip::Token {
-                    bump(&s.counters.fallbacks, "seaway_fallbacks_total");
-                }
-                Ok(Target::Primary(skip.as_str()))
-            }
+            // Counted (`fallbacks`) when the read runs: an L1 hit reads nothing.
+            Err(skip) if s.replica_fallback => Ok(Target::Primary(skip.as_str())),
             Err(skip) => Err(unavailable(skip.as_str())),
         }
     }
@@ -703,6 +714,7 @@ impl Db {
                     tracing::debug_span!("seaway.statement", alias = DEFAULT, reason = *reason);
                 let v = f(s.primary.clone(), input).instrument(span).await?;
                 bump(&s.counters.primary_reads, "seaway_primary_reads_total");
+                self.count_primary_read(reason);
                 Ok((v, target))
             }
             Target::Alias(a) => {

@@ -39,9 +39,11 @@ pub struct RoutingStats {
     pub replica_reads: u64,
     /// Writes (always the primary, or a router's write alias).
     pub writes: u64,
-    /// Reads sent to the primary because their scope had written.
+    /// Reads sent to the primary because their scope had written (a read
+    /// answered by the cache is not counted).
     pub sticky_reads: u64,
-    /// Reads that wanted a replica and got the primary (none usable, or it failed).
+    /// Reads that wanted a replica and ran on the primary (none usable, or it
+    /// failed); a read answered by the cache is not counted.
     pub fallbacks: u64,
 }
 
