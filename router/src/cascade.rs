@@ -5,9 +5,11 @@
 //! `stories` and `follows` too (and, transitively, whatever references them).
 //!
 //! The foreign keys are read from the catalog (`pg_constraint`, or SQLite's
-//! `pragma_foreign_key_list`) when the `Db` connects, again after a schema
-//! statement goes through it, and at most a minute after the last reading (for
-//! migrations another process runs). Triggers are not followed: what a
+//! `pragma_foreign_key_list`) when the `Db` connects, again before the
+//! invalidation of a schema statement that went through it (in a transaction:
+//! at commit), and in the background at the first write a minute or more
+//! after the last reading (for migrations another process ran; that write
+//! still uses the previous reading). Triggers are not followed: what a
 //! trigger writes still needs `db.invalidate(..)`.
 
 use crate::classify::Tag;
@@ -61,7 +63,8 @@ impl Cascades {
     }
 
     /// Reads the foreign keys from `conn`'s catalog. On an error the previous
-    /// map stays (and is read again at the next write).
+    /// map stays, and the catalog is read again a minute later (not at every
+    /// write: a catalog that cannot be read must not cost each write a query).
     pub(crate) async fn refresh(&self, conn: &DatabaseConnection) {
         self.stale.store(false, Relaxed);
         match read(conn).await {
@@ -69,14 +72,13 @@ impl Cascades {
                 if let Ok(mut m) = self.map.write() {
                     *m = Arc::new(closure(&edges));
                 }
-                if let Ok(mut t) = self.read_at.lock() {
-                    *t = Some(Instant::now());
-                }
             }
             Err(e) => {
-                self.stale.store(true, Relaxed);
-                tracing::warn!(error = %e, "cannot read foreign keys; cascades not followed until they can be read");
+                tracing::warn!(error = %e, "cannot read foreign keys; cascades are not followed until they can be read");
             }
+        }
+        if let Ok(mut t) = self.read_at.lock() {
+            *t = Some(Instant::now());
         }
         self.reading.store(false, Relaxed);
     }
