@@ -81,6 +81,9 @@ impl Drop for Shared {
     }
 }
 
+/// The reason of a read sent to the primary because its scope wrote.
+const STICKY: &str = "sticky";
+
 /// Where one read goes, and why (for tracing).
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
@@ -552,7 +555,7 @@ impl Db {
     /// runs, not where it is decided, so that a cached answer counts neither.
     fn count_primary_read(&self, reason: &str) {
         let c = &self.shared.counters;
-        if reason == "sticky" {
+        if reason == STICKY {
             bump(&c.sticky_reads, "seaway_sticky_reads_total");
         } else if reason == Skip::Unhealthy.as_str() || reason == Skip::Lag.as_str() {
             bump(&c.fallbacks, "seaway_fallbacks_total");
@@ -595,7 +598,7 @@ impl Db {
             return Ok(Target::Alias(name.as_str().into()));
         }
         if wrote {
-            return Ok(Target::Primary("sticky"));
+            return Ok(Target::Primary(STICKY));
         }
         if alias != READ_REPLICA {
             return Ok(Target::Primary("router"));
@@ -742,13 +745,14 @@ impl Db {
             _ => s.primary.clone(),
         };
         scope::with_current(|st| st.mark_wrote());
-        if access.schema {
-            self.schema_changed();
-        }
         bump(&s.counters.writes, "seaway_writes_total");
         let span = tracing::debug_span!("seaway.statement", alias = DEFAULT, reason = "write", tables = ?access.tables);
         let result = f(conn).instrument(span).await;
         if result.is_ok() {
+            // once the schema statement is done, so that the reading sees it
+            if access.schema {
+                self.schema_changed();
+            }
             self.after_write(&access.tables).await;
         }
         result
