@@ -182,16 +182,16 @@ const READ_STARTS: &[&str] = &["SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXP
 /// TABLE`) so that raw writes invalidate what they touch.
 pub fn classify_sql(sql: &str) -> Access {
     let tokens = tokenize(sql);
-    let first = tokens.iter().find_map(|t| match t {
-        Token::Word(w) => Some(*w),
+    let first = match tokens.iter().find(|t| !matches!(t, Token::Punct(b'('))) {
+        Some(Token::Word(w)) => Some(*w),
         _ => None,
-    });
+    };
     let write = Access {
         kind: Kind::Write,
         tables: written_tables(&tokens),
         schema: first.is_some_and(is_schema_keyword),
     };
-    let Some(Token::Word(first)) = tokens.iter().find(|t| !matches!(t, Token::Punct(b'('))) else {
+    let Some(first) = first else {
         return write;
     };
     if !READ_STARTS.iter().any(|k| k.eq_ignore_ascii_case(first)) {
@@ -507,6 +507,18 @@ mod tests {
     #[case::comment_hiding_write("/* select */ DELETE FROM stories", Kind::Write)]
     fn classifies_text(#[case] sql: &str, #[case] want: Kind) {
         assert_eq!(classify_sql(sql).kind, want, "{sql}");
+    }
+
+    #[rstest]
+    #[case("CREATE TABLE x (id int)", true)]
+    #[case("alter table stories add column x int", true)]
+    #[case("/* c */ DROP TABLE IF EXISTS x", true)]
+    #[case("TRUNCATE stories", true)]
+    #[case("UPDATE stories SET title = 'CREATE'", false)]
+    #[case("SELECT 1", false)]
+    #[case("(SELECT 1)", false)]
+    fn tells_schema_statements(#[case] sql: &str, #[case] schema: bool) {
+        assert_eq!(classify_sql(sql).schema, schema, "{sql}");
     }
 
     #[rstest]
