@@ -26,15 +26,16 @@ pub const MAX_BYTES: u64 = 32 << 20;
 
 #[derive(Clone)]
 struct Rendered {
-    /// The value the body was rendered from; its allocation (not its rows)
-    /// stays while this does, so no other value can take its address.
-    of: Weak<dyn Any + Send + Sync>,
+    /// The value the body was rendered from, held and never read: its
+    /// allocation (not its rows) stays while this does, so no other value
+    /// can take its address, the key of this entry.
+    _address: Weak<dyn Any + Send + Sync>,
     body: Bytes,
 }
 
 /// What a body is rendered from.
 #[derive(Clone, PartialEq, Eq, Hash)]
-struct From {
+struct Source {
     /// The address of the cached value.
     addr: usize,
     /// The render function.
@@ -48,7 +49,7 @@ struct From {
 /// request).
 #[derive(Clone)]
 pub struct Bodies {
-    memo: Arc<moka::future::Cache<From, Rendered>>,
+    memo: Arc<moka::future::Cache<Source, Rendered>>,
 }
 
 impl Default for Bodies {
@@ -62,7 +63,9 @@ impl Bodies {
     pub fn new(max_bytes: u64) -> Self {
         let memo = moka::future::Cache::builder()
             // the body, and about what an entry costs besides
-            .weigher(|_: &From, r: &Rendered| u32::try_from(r.body.len() + 160).unwrap_or(u32::MAX))
+            .weigher(|_: &Source, r: &Rendered| {
+                u32::try_from(r.body.len() + 160).unwrap_or(u32::MAX)
+            })
             .max_capacity(max_bytes)
             .build();
         Self {
@@ -85,23 +88,23 @@ impl Bodies {
         if Arc::strong_count(value) == 1 {
             return render(value, page).into();
         }
-        let from = From {
+        // While an entry lives, its `Weak` keeps the address from being
+        // taken by any other value: an entry found by address is this value's.
+        let from = Source {
             addr: Arc::as_ptr(value).cast::<()>() as usize,
             render: TypeId::of::<F>(),
             page,
         };
-        if let Some(r) = self.memo.get(&from).await
-            && r.of.as_ptr().cast::<()>() as usize == from.addr
-        {
+        if let Some(r) = self.memo.get(&from).await {
             return r.body;
         }
         let body = Bytes::from(render(value, page));
-        let of: Weak<dyn Any + Send + Sync> = Arc::downgrade(value) as _;
+        let address: Weak<dyn Any + Send + Sync> = Arc::downgrade(value) as _;
         self.memo
             .insert(
                 from,
                 Rendered {
-                    of,
+                    _address: address,
                     body: body.clone(),
                 },
             )
