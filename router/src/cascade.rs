@@ -44,22 +44,33 @@ impl Cascades {
         self.stale.store(true, Relaxed);
     }
 
-    /// Whether the next write must read the catalog before it invalidates.
-    pub(crate) fn is_stale(&self) -> bool {
-        self.stale.load(Relaxed)
+    /// The tables a committed write to `tables` may have changed with them
+    /// (`None`: no more than `tables`). After a schema statement the catalog
+    /// is read first; when the last reading is a minute old, it is read again
+    /// in the background and this write uses the previous one.
+    pub(crate) async fn written_with(
+        self: &Arc<Self>,
+        conn: &DatabaseConnection,
+        tables: &[Tag],
+    ) -> Option<Vec<Tag>> {
+        if self.stale.load(Relaxed) {
+            self.refresh(conn).await;
+        } else if self.is_old() && !self.reading.swap(true, Relaxed) {
+            let (me, conn) = (self.clone(), conn.clone());
+            tokio::spawn(async move {
+                me.refresh(&conn).await;
+                me.reading.store(false, Relaxed);
+            });
+        }
+        self.expand(tables)
     }
 
-    /// Whether the last reading is old enough to be refreshed in the background.
-    pub(crate) fn is_old(&self) -> bool {
+    /// Whether the last reading is a minute old (or there was none).
+    fn is_old(&self) -> bool {
         self.read_at
             .lock()
             .map(|t| t.is_none_or(|t| t.elapsed() > REFRESH))
             .unwrap_or(true)
-    }
-
-    /// Claims the one background reading; false when one is under way.
-    pub(crate) fn begin_reading(&self) -> bool {
-        !self.reading.swap(true, Relaxed)
     }
 
     /// Reads the foreign keys from `conn`'s catalog. On an error the previous
@@ -80,12 +91,11 @@ impl Cascades {
         if let Ok(mut t) = self.read_at.lock() {
             *t = Some(Instant::now());
         }
-        self.reading.store(false, Relaxed);
     }
 
     /// `tables` with every table the database may have changed with them, or
     /// `None` when there is none to add (and for "everything", the empty list).
-    pub(crate) fn expand(&self, tables: &[Tag]) -> Option<Vec<Tag>> {
+    fn expand(&self, tables: &[Tag]) -> Option<Vec<Tag>> {
         let map = self.map.read().ok()?.clone();
         if map.is_empty() {
             return None;

@@ -61,7 +61,7 @@ struct Shared {
     router: Box<dyn DatabaseRouter>,
     cache: Arc<QueryCache>,
     /// Tables changed by foreign-key actions, invalidated with their parent.
-    cascades: crate::cascade::Cascades,
+    cascades: Arc<crate::cascade::Cascades>,
     counters: RouteCounters,
     replica_fallback: bool,
     /// `CACHE_TTL_SECS=0` turns `.cached()` into a bypass.
@@ -319,7 +319,7 @@ impl Db {
                 aliases,
                 router: Box::new(router),
                 cache,
-                cascades: crate::cascade::Cascades::default(),
+                cascades: Arc::default(),
                 counters: RouteCounters::default(),
                 replica_fallback: config.replica_fallback,
                 cache_enabled: !config.cache_ttl.is_zero(),
@@ -525,21 +525,10 @@ impl Db {
     pub(crate) async fn after_write(&self, tables: &[Tag]) {
         let lsn = self.write_lsn().await;
         scope::with_current(|s| s.require_lsn(lsn));
-        let cascades = &self.shared.cascades;
-        if cascades.is_stale() {
-            // after a schema change: the new foreign keys decide this write
-            cascades.refresh(&self.shared.primary).await;
-        } else if cascades.is_old() && cascades.begin_reading() {
-            let db = self.clone();
-            tokio::spawn(async move {
-                let s = &db.shared;
-                s.cascades.refresh(&s.primary).await;
-            });
-        }
-        let expanded = cascades.expand(tables);
-        self.shared
-            .cache
-            .invalidate(expanded.as_deref().unwrap_or(tables), lsn)
+        let s = &self.shared;
+        let with = s.cascades.written_with(&s.primary, tables).await;
+        s.cache
+            .invalidate(with.as_deref().unwrap_or(tables), lsn)
             .await;
     }
 
