@@ -3,7 +3,7 @@
 use entity::prelude::*;
 use entity::story;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionSession, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use seaway::prelude::*;
 use seaway::{CacheOutcome, Db, Scope};
 use seaway_tests::{TestDb, cluster, insert_profile, insert_story, wait_for};

@@ -53,7 +53,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(reject_large_bodies))
-        .layer(SeawayLayer::new(db))
+        .layer(SeawayLayer::new(db).on_bad_token(|e| {
+            use axum::response::IntoResponse;
+            ApiError::bad_request(
+                format!("{e}: send back a token this service issued, or none"),
+                Some("X-Consistency-Token"),
+            )
+            .into_response()
+        }))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
@@ -138,7 +145,9 @@ pub async fn connect(config: &AppConfig) -> Result<AppState, String> {
     })
 }
 
-/// Serves `state` on `listener` until `shutdown` completes, then drains.
+/// Serves `state` on `listener` until `shutdown` completes, then drains
+/// the requests in flight and sends the invalidations Redis has not taken
+/// yet (for at most five seconds).
 ///
 /// # Errors
 ///
@@ -148,7 +157,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let db = state.db.clone();
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    if !db.flush(Duration::from_secs(5)).await {
+        tracing::warn!("invalidations Redis did not take before shutdown: other instances' entries of them expire by their TTL");
+    }
+    served
 }

@@ -1,6 +1,6 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 //! Routing overhead: a routed primary-key select against the same query on a
-//! plain SeaORM connection to the same server, and the classification cost.
+//! plain SeaORM connection to the same server.
 //!
 //! Run with the cluster up: `eval "$(scripts/cluster.sh env)"; cargo bench -p seaway --bench routing`
 
@@ -10,29 +10,10 @@ mod common;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use entity::prelude::Story;
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryTrait};
+use sea_orm::{ConnectionTrait, EntityTrait};
 use seaway::prelude::*;
 use seaway::{Config, Db};
-use std::hint::black_box;
 use std::time::Duration;
-
-fn classification(c: &mut Criterion) {
-    let mut g = c.benchmark_group("classify");
-    let select = Story::find_by_id(42).into_query();
-    let built = DbBackend::Postgres.build(&select);
-    g.bench_function("seaquery_select_audit", |b| {
-        b.iter(|| seaway::classify::classify_builder(black_box(&select), black_box(&built)))
-    });
-    // what a plain SeaORM read is routed on: no audit unless a router asks
-    g.bench_function("seaquery_select_plain_check", |b| {
-        b.iter(|| seaway::classify::is_plain_select(black_box(&built.sql)))
-    });
-    let raw = "/* list */ SELECT id, title FROM stories WHERE published = $1 ORDER BY published_at DESC LIMIT 20";
-    g.bench_function("raw_sql_text", |b| {
-        b.iter(|| seaway::classify::classify_sql(black_box(raw)))
-    });
-    g.finish();
-}
 
 fn point_query(c: &mut Criterion) {
     let rt = common::runtime();
@@ -118,5 +99,5 @@ fn pk_select<C: ConnectionTrait>(
     });
 }
 
-criterion_group!(benches, classification, point_query);
+criterion_group!(benches, point_query);
 criterion_main!(benches);

@@ -27,6 +27,15 @@ pub const DEFAULT_REDIS_BACKOFF: Duration = Duration::from_millis(1000);
 pub const DEFAULT_KEY_PREFIX: &str = "seaway";
 /// Connect and acquire timeout of replica pools: a dead replica costs little.
 pub const REPLICA_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// `DB_STATEMENT_TIMEOUT_MS` default: every statement is cancelled after
+/// this long (by the server, and by the client when the server does not
+/// answer at all).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `SEAWAY_CACHE_MAX_ENTRY_BYTES` default: larger results are served and
+/// kept in L1, but not sent to Redis.
+pub const DEFAULT_MAX_ENTRY_BYTES: usize = 1024 * 1024;
+/// The shortest `SEAWAY_TOKEN_SECRET` accepted.
+pub const MIN_TOKEN_SECRET_LEN: usize = 32;
 
 /// How reads are spread over healthy replicas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -90,6 +99,14 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// How long Redis is skipped after errors.
     pub redis_backoff: Duration,
+    /// Every statement's time bound.
+    pub statement_timeout: Duration,
+    /// Results larger than this (encoded) are not stored in Redis.
+    pub max_entry_bytes: usize,
+    /// The key that signs consistency tokens; `None`: derived from the
+    /// primary's URL (its password included) and the cluster's identity,
+    /// so that instances configured alike accept each other's tokens.
+    pub token_secret: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -112,6 +129,9 @@ impl fmt::Debug for Config {
             .field("health_check_interval", &self.health_check_interval)
             .field("replica_fallback", &self.replica_fallback)
             .field("pool", &(self.pool_min, self.pool_max))
+            .field("statement_timeout", &self.statement_timeout)
+            .field("max_entry_bytes", &self.max_entry_bytes)
+            .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +154,9 @@ impl Default for Config {
             pool_max: DEFAULT_POOL_MAX,
             redis_timeout: DEFAULT_REDIS_TIMEOUT,
             redis_backoff: DEFAULT_REDIS_BACKOFF,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
+            token_secret: None,
         }
     }
 }
@@ -241,6 +264,25 @@ impl Config {
         if let Some(v) = var("SEAWAY_REDIS_BACKOFF_MS") {
             c.redis_backoff =
                 Duration::from_millis(parse_num("SEAWAY_REDIS_BACKOFF_MS", &v, 1, 600_000)?);
+        }
+        if let Some(v) = var("DB_STATEMENT_TIMEOUT_MS") {
+            c.statement_timeout =
+                Duration::from_millis(parse_num("DB_STATEMENT_TIMEOUT_MS", &v, 10, 3_600_000)?);
+        }
+        if let Some(v) = var("SEAWAY_CACHE_MAX_ENTRY_BYTES") {
+            c.max_entry_bytes =
+                parse_num("SEAWAY_CACHE_MAX_ENTRY_BYTES", &v, 0, 512 * 1024 * 1024)? as usize;
+        }
+        if let Some(v) = var("SEAWAY_TOKEN_SECRET") {
+            if v.len() < MIN_TOKEN_SECRET_LEN {
+                return Err(Error::Config {
+                    var: "SEAWAY_TOKEN_SECRET",
+                    message: format!(
+                        "too short: use at least {MIN_TOKEN_SECRET_LEN} random characters"
+                    ),
+                });
+            }
+            c.token_secret = Some(v);
         }
         Ok(c)
     }
@@ -359,6 +401,21 @@ impl ConfigBuilder {
         self.0.redis_backoff = backoff;
         self
     }
+    /// Every statement's time bound.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.0.statement_timeout = timeout;
+        self
+    }
+    /// Results larger than this are not stored in Redis.
+    pub fn max_entry_bytes(mut self, bytes: usize) -> Self {
+        self.0.max_entry_bytes = bytes;
+        self
+    }
+    /// The key that signs consistency tokens (every instance must share it).
+    pub fn token_secret(mut self, secret: impl Into<String>) -> Self {
+        self.0.token_secret = Some(secret.into());
+        self
+    }
     /// The finished configuration.
     pub fn build(self) -> Config {
         self.0
@@ -403,6 +460,9 @@ mod tests {
                 "postgres://u:pw@h/d,nope",
                 "READ_REPLICA_URLS",
             ),
+            ("DB_STATEMENT_TIMEOUT_MS", "0", "DB_STATEMENT_TIMEOUT_MS"),
+            ("SEAWAY_CACHE_MAX_ENTRY_BYTES", "x", "SEAWAY_CACHE_MAX_ENTRY_BYTES"),
+            ("SEAWAY_TOKEN_SECRET", "short", "SEAWAY_TOKEN_SECRET"),
         ];
         for (var, value, named) in cases {
             let err = from(&[(var, value)]).expect_err(var).to_string();
@@ -414,11 +474,11 @@ mod tests {
     #[test]
     fn debug_redacts_urls() {
         let c = Config::builder()
-            .database_url("postgres://u:secret@h/d")
-            .replica("postgres://u:secret@r/d")
-            .redis_url("redis://:secret@h/")
+            .database_url("postgres://u:s3cr3t-pw@h/d")
+            .replica("postgres://u:s3cr3t-pw@r/d")
+            .redis_url("redis://:s3cr3t-pw@h/")
             .build();
-        assert!(!format!("{c:?}").contains("secret"));
+        assert!(!format!("{c:?}").contains("s3cr3t-pw"));
     }
 
     #[test]

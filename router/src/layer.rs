@@ -1,13 +1,14 @@
-//! The tower layer for axum: one scope per request, `X-Consistency-Token` in
-//! and out, `X-DB-Route` and `X-Cache` on the way out.
+//! The tower layer for axum: one scope per request, `X-Consistency-Token`
+//! in (checked) and out (signed), `X-DB-Route` and `X-Cache` on the way out.
 
 use crate::conn::Db;
-use crate::lsn::Lsn;
 use crate::scope::Scope;
+use crate::token::TokenError;
 use axum::body::Body;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// The request header carrying a consistency token, and the response header issuing one.
@@ -17,19 +18,75 @@ pub const ROUTE_HEADER: &str = "x-db-route";
 /// The cache outcome of the last read of the request.
 pub const CACHE_HEADER: &str = "x-cache";
 
+type BadToken = Arc<dyn Fn(TokenError) -> Response<Body> + Send + Sync>;
+
 /// Opens a [`Scope`] around every request.
 ///
-/// A request whose `X-Consistency-Token` does not parse is answered 400 with
-/// the error shape of `shared/API.md`, before the handler runs.
+/// A request whose token was not issued by this service (or names another
+/// database cluster, or a position ahead of the primary) is answered by the
+/// bad-token handler before the handler runs: a plain `400` unless
+/// [`on_bad_token`](Self::on_bad_token) says otherwise. Nothing of it
+/// reaches the database or the cache.
 #[derive(Clone)]
 pub struct SeawayLayer {
     db: Db,
+    headers: bool,
+    token_header: HeaderName,
+    bad_token: BadToken,
+}
+
+impl std::fmt::Debug for SeawayLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeawayLayer")
+            .field("headers", &self.headers)
+            .field("token_header", &self.token_header)
+            .finish_non_exhaustive()
+    }
+}
+
+fn plain_400(e: TokenError) -> Response<Body> {
+    let mut r = Response::new(Body::from(format!("bad {TOKEN_HEADER}: {e}")));
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }
 
 impl SeawayLayer {
-    /// A layer for `db`.
+    /// A layer for `db`: route and cache headers on, a plain 400 for a bad token.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            headers: true,
+            token_header: HeaderName::from_static(TOKEN_HEADER),
+            bad_token: Arc::new(plain_400),
+        }
+    }
+
+    /// Whether responses show `X-DB-Route` and `X-Cache` (on by default).
+    #[must_use]
+    pub fn route_headers(mut self, on: bool) -> Self {
+        self.headers = on;
+        self
+    }
+
+    /// The header that carries tokens in and out (`X-Consistency-Token`).
+    #[must_use]
+    pub fn token_header(mut self, name: HeaderName) -> Self {
+        self.token_header = name;
+        self
+    }
+
+    /// The response to a request with a bad token.
+    #[must_use]
+    pub fn on_bad_token(
+        mut self,
+        f: impl Fn(TokenError) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        self.bad_token = Arc::new(f);
+        self
     }
 }
 
@@ -38,31 +95,16 @@ impl<S> tower::Layer<S> for SeawayLayer {
     fn layer(&self, inner: S) -> Self::Service {
         SeawayService {
             inner,
-            db: self.db.clone(),
+            layer: self.clone(),
         }
     }
 }
 
 /// The service made by [`SeawayLayer`].
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SeawayService<S> {
     inner: S,
-    db: Db,
-}
-
-fn bad_token() -> Response<Body> {
-    let body = serde_json::json!({"error": {
-        "code": "invalid_input",
-        "message": "malformed X-Consistency-Token: send back a token this service issued",
-        "field": "X-Consistency-Token"
-    }});
-    let mut r = Response::new(Body::from(body.to_string()));
-    *r.status_mut() = StatusCode::BAD_REQUEST;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    layer: SeawayLayer,
 }
 
 impl<S> tower::Service<Request<Body>> for SeawayService<S>
@@ -79,50 +121,53 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let scope = match req.headers().get(TOKEN_HEADER) {
-            None => Scope::new(),
-            Some(v) => match v
-                .to_str()
-                .map_err(|_| ())
-                .and_then(|s| Lsn::parse(s).map_err(|_| ()))
-            {
-                Ok(lsn) => Scope::with_min_lsn(lsn),
-                Err(()) => return Box::pin(async { Ok(bad_token()) }),
-            },
-        };
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let db = self.db.clone();
+        let layer = self.layer.clone();
         Box::pin(async move {
+            let scope = match req.headers().get(&layer.token_header) {
+                None => Scope::new(),
+                Some(v) => {
+                    let verified = match v.to_str() {
+                        Ok(s) => layer.db.verify_token(s).await,
+                        Err(_) => Err(TokenError::Malformed),
+                    };
+                    match verified {
+                        Ok(scope) => scope,
+                        Err(e) => return Ok((layer.bad_token)(e)),
+                    }
+                }
+            };
             let mut resp = scope.run(inner.call(req)).await?;
             let st = scope.state();
             let h = resp.headers_mut();
-            let route = st.last_route().map(|r| r.header_value());
-            let cache = st.last_cache().map(|c| c.as_str());
-            match (route, st.wrote()) {
-                (Some(r), _) => {
-                    if let Ok(v) = HeaderValue::from_str(&r) {
-                        h.insert(ROUTE_HEADER, v);
+            if layer.headers {
+                let route = st.last_route().map(|r| r.header_value());
+                match (route, st.wrote()) {
+                    (Some(r), _) => {
+                        if let Ok(v) = HeaderValue::from_str(&r) {
+                            h.insert(ROUTE_HEADER, v);
+                        }
                     }
+                    (None, true) => {
+                        h.insert(ROUTE_HEADER, HeaderValue::from_static("primary"));
+                    }
+                    _ => {}
                 }
-                (None, true) => {
-                    h.insert(ROUTE_HEADER, HeaderValue::from_static("primary"));
+                match (st.last_cache(), st.wrote()) {
+                    (Some(c), _) => {
+                        h.insert(CACHE_HEADER, HeaderValue::from_static(c.as_str()));
+                    }
+                    (None, true) => {
+                        h.insert(CACHE_HEADER, HeaderValue::from_static("bypass"));
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-            match (cache, st.wrote()) {
-                (Some(c), _) => {
-                    h.insert(CACHE_HEADER, HeaderValue::from_static(c));
-                }
-                (None, true) => {
-                    h.insert(CACHE_HEADER, HeaderValue::from_static("bypass"));
-                }
-                _ => {}
-            }
-            if let Some(lsn) = db.token_for(st)
-                && let Ok(v) = HeaderValue::from_str(&lsn.to_string())
+            if let Some(token) = layer.db.token_for(st)
+                && let Ok(v) = HeaderValue::from_str(&token)
             {
-                h.insert(TOKEN_HEADER, v);
+                h.insert(layer.token_header.clone(), v);
             }
             Ok(resp)
         })

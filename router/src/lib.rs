@@ -3,10 +3,12 @@
 //!
 //! Plain SeaORM calls on a [`Db`] are routed statement by statement: reads to
 //! a replica, writes and transactions to the primary. A request scope makes
-//! reads sticky to the primary after a write, and a consistency token carries
-//! read-your-writes to later requests on any instance. Queries opt into a
-//! cache (moka in process, Redis shared) that is invalidated by table on every
-//! instance and never stores rows older than what a client was promised.
+//! reads sticky to the primary after a write, and a signed consistency token
+//! carries read-your-writes to later requests on any instance. Queries opt
+//! into a cache (moka in process, Redis shared) that a write empties only
+//! where it can change a result (by row, column, membership or table), on
+//! every instance, and that never stores rows older than what its source
+//! proved.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,47 +22,67 @@
 //!
 //! # Layout
 //!
-//! * [`config`]: settings from the environment or a builder.
-//! * [`router`]: the [`DatabaseRouter`] trait and [`ReadWriteRouter`].
-//! * [`classify`]: read or write, and the tables a statement touches;
-//!   `cascade`: the tables foreign-key actions change with them.
+//! * `config`: settings from the environment or a builder.
+//! * `router`: the [`DatabaseRouter`] trait, [`ReadWriteRouter`], [`Chain`].
+//! * `route`: where a read goes, as a pure function, and why ([`Why`]).
+//! * `classify`: read, write or primary-only, the tables a statement
+//!   touches, and what a SeaQuery write changed; `analyze`: what a cached
+//!   `SELECT` reads, from its structure; `depends`: the tags it depends on;
+//!   `tag`: tag identities; `catalog`: primary keys and cascades.
 //! * `replica`: the replica set: balancing, probes, lag, failover.
-//! * [`scope`]: per-request state (sticky flag, minimum LSN) in a task-local.
-//! * `conn`: [`Db`], the routed `ConnectionTrait`; `txn`: [`DbTransaction`].
-//! * [`select`]: `.using_replica()`, `.using_primary()`, `.using(..)`, `.cached()`;
-//!   `.all_shared()`/`.one_shared()` return the cached `Arc` itself (no copy on an L1 hit).
-//! * `cache`: the L1/L2 query cache, invalidation bus and circuit breaker.
-//! * [`layer`]: the axum layer that opens scopes and writes the headers.
+//! * `scope`: per-request state (sticky flag, minimum LSN) in a task-local.
+//! * `conn`: [`Db`] (connect, the read pipeline, the write path, SeaORM's
+//!   traits); `txn`: [`DbTransaction`].
+//! * `select`: `.using_replica()`, `.using_primary()`, `.using(..)`, `.cached()`.
+//! * `cache`: L1/L2, versions, single-flight, the breaker and the bus.
+//! * `token`: signed consistency tokens; `lsn`: WAL positions.
+//! * `layer`: the axum layer that opens scopes and writes the headers.
 //! * `stats`: counters and snapshots for `/stats`, `/health`, `/metrics`.
 
-mod cascade;
-pub mod classify;
-pub mod config;
+mod analyze;
+mod cache;
+mod catalog;
+mod classify;
+mod config;
 mod conn;
+mod depends;
 mod error;
-pub mod layer;
+mod layer;
 mod lsn;
 mod replica;
-pub mod router;
-pub mod scope;
-pub mod select;
+mod route;
+mod router;
+mod scope;
+mod select;
 mod stats;
+mod tag;
+mod token;
 mod txn;
 
-mod cache;
-
-pub use cache::{CacheStats, CacheValue, FORMAT_VERSION, SHORT_TTL};
+pub use cache::{CacheStats, CacheValue, Invalidations, MAX_TTL, NEGATIVE_TTL, SHORT_TTL};
 pub use config::{Config, ConfigBuilder, Strategy};
 pub use conn::{Db, Health, is_connection_error};
 pub use error::{Error, redact_url};
-pub use layer::SeawayLayer;
+pub use layer::{CACHE_HEADER, ROUTE_HEADER, SeawayLayer, SeawayService, TOKEN_HEADER};
 pub use lsn::Lsn;
-pub use replica::{Skip, UNHEALTHY_AFTER};
-pub use router::{DEFAULT, DatabaseRouter, Hints, READ_REPLICA, ReadWriteRouter};
-pub use scope::{CacheOutcome, Route, Scope};
-pub use select::{RoutedSelect, RoutedSelectExt};
+pub use replica::UNHEALTHY_AFTER;
+pub use route::Why;
+pub use router::{Chain, DEFAULT, DatabaseRouter, Hints, Operation, READ_REPLICA, ReadWriteRouter};
+pub use scope::{CacheOutcome, Route, Scope, ScopeState};
+pub use select::{Routed, RoutedSelect, RoutedSelectExt};
 pub use stats::{PoolStats, PoolsStats, ReplicaHealth, RoutingStats};
+pub use token::TokenError;
 pub use txn::DbTransaction;
+
+/// The documented default of every setting.
+pub mod defaults {
+    pub use crate::config::{
+        DEFAULT_CACHE_TTL, DEFAULT_DATABASE_URL, DEFAULT_HEALTH_CHECK_INTERVAL, DEFAULT_KEY_PREFIX,
+        DEFAULT_L1_MAX_BYTES, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_REPLICA_LAG, DEFAULT_POOL_MAX,
+        DEFAULT_POOL_MIN, DEFAULT_REDIS_BACKOFF, DEFAULT_REDIS_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT,
+        MIN_TOKEN_SECRET_LEN, REPLICA_CONNECT_TIMEOUT,
+    };
+}
 
 /// The extension traits, to `use seaway::prelude::*`.
 pub mod prelude {

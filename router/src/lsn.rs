@@ -1,6 +1,6 @@
 //! PostgreSQL log sequence numbers, and the consistency token that carries one.
 
-use crate::error::Error;
+use crate::token::TokenError as Error;
 use std::fmt;
 
 /// A WAL position. `X/Y` in PostgreSQL's text form; ordered.
@@ -20,16 +20,16 @@ impl Lsn {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidToken`] for anything else.
+    /// [`Error::Malformed`] for anything else.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        let (hi, lo) = s.trim().split_once('/').ok_or(Error::InvalidToken)?;
+        let (hi, lo) = s.trim().split_once('/').ok_or(Error::Malformed)?;
         let ok =
             |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_hexdigit());
         if !ok(hi) || !ok(lo) {
-            return Err(Error::InvalidToken);
+            return Err(Error::Malformed);
         }
-        let hi = u64::from_str_radix(hi, 16).map_err(|_| Error::InvalidToken)?;
-        let lo = u64::from_str_radix(lo, 16).map_err(|_| Error::InvalidToken)?;
+        let hi = u64::from_str_radix(hi, 16).map_err(|_| Error::Malformed)?;
+        let lo = u64::from_str_radix(lo, 16).map_err(|_| Error::Malformed)?;
         Ok(Lsn((hi << 32) | lo))
     }
 }

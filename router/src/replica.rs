@@ -69,6 +69,18 @@ impl Replica {
         }
     }
 
+    /// Whether it is the SQLite read-only pool on the primary's own file.
+    pub(crate) fn shares_primary(&self) -> bool {
+        self.shares_primary
+    }
+
+    /// A read on it failed at the connection level: counted as a failed
+    /// probe, unless the pool was merely busy (a busy pool is not a dead
+    /// replica).
+    pub(crate) fn read_failed(&self) {
+        self.probe_failed();
+    }
+
     /// What it has replayed at least.
     pub(crate) fn replay_lsn(&self) -> Lsn {
         Lsn(self.replay_lsn.load(Relaxed))
@@ -124,7 +136,7 @@ impl Drop for InFlight<'_> {
 
 /// Why no replica could serve a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
+pub(crate) enum Skip {
     /// No replicas are configured.
     NoReplicas,
     /// All are unhealthy.
@@ -135,17 +147,6 @@ pub enum Skip {
     Token,
 }
 
-impl Skip {
-    /// The reason as a word, for tracing.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Skip::NoReplicas => "no_replicas",
-            Skip::Unhealthy => "unhealthy",
-            Skip::Lag => "lag",
-            Skip::Token => "token",
-        }
-    }
-}
 
 /// The replicas of `read_replica`, and how to pick one.
 #[derive(Debug)]
@@ -302,10 +303,10 @@ impl ReplicaSet {
                     let (bytes, ms) = match primary_lsn {
                         Some(p) if replay >= p => (0, 0),
                         Some(p) => (p.0 - replay.0, self.time_lag_ms(replay).min(age_ms)),
-                        // The primary is unreachable: a replica is as fresh as
-                        // anything that can be read, so it must not be skipped
-                        // for lag (reads keep answering while writes fail).
-                        None => (0, 0),
+                        // The primary's position is unknown (down, or too busy
+                        // to answer): keep the last lag known, so that a busy
+                        // primary does not switch the lag bound off.
+                        None => (r.lag_bytes.load(Relaxed), r.lag_ms.load(Relaxed)),
                     };
                     r.probe_ok(replay, bytes, ms);
                 }

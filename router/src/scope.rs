@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 tokio::task_local! {
     static SCOPE: Arc<ScopeState>;
     static FORCE_PRIMARY: bool;
+    static PREVENT_WRITES: bool;
 }
 
 /// Where a read was served from, for `X-DB-Route`.
@@ -99,6 +100,8 @@ pub struct ScopeState {
     last_route: Mutex<Option<Route>>,
     /// Cache outcome of the last read, for `X-Cache`.
     last_cache: AtomicU8,
+    /// A token, or a write whose LSN could not be read, asks for the primary.
+    token_primary: AtomicBool,
 }
 
 impl ScopeState {
@@ -117,6 +120,14 @@ impl ScopeState {
     pub(crate) fn mark_wrote(&self) {
         self.wrote.store(true, Ordering::Relaxed);
     }
+    /// Whether reads must go to the primary for a token or an unknown LSN.
+    pub fn token_primary(&self) -> bool {
+        self.token_primary.load(Ordering::Relaxed)
+    }
+    pub(crate) fn set_token_primary(&self) {
+        self.token_primary.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) fn pinned(&self) -> Option<usize> {
         match self.pinned.load(Ordering::Relaxed) {
             0 => None,
@@ -163,6 +174,20 @@ impl Scope {
     pub fn state(&self) -> &Arc<ScopeState> {
         &self.state
     }
+    /// The scope the current task runs in, if any: run a spawned task in it
+    /// to carry the request's sticky flag and freshness there.
+    ///
+    /// ```no_run
+    /// # async fn demo() {
+    /// let scope = seaway::Scope::current().unwrap_or_default();
+    /// tokio::spawn(async move {
+    ///     scope.run(async { /* reads here see the request's writes */ }).await
+    /// });
+    /// # }
+    /// ```
+    pub fn current() -> Option<Scope> {
+        SCOPE.try_with(|s| Scope { state: s.clone() }).ok()
+    }
     /// Runs `fut` inside this scope.
     pub async fn run<F: Future>(&self, fut: F) -> F::Output {
         SCOPE.scope(self.state.clone(), fut).await
@@ -177,6 +202,32 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&ScopeState) -> R) -> Option<R> {
 /// Whether a `with_primary` block is running.
 pub(crate) fn forced_primary() -> bool {
     FORCE_PRIMARY.try_with(|f| *f).unwrap_or(false)
+}
+
+/// The routing view of the current scope (defaults outside any).
+pub(crate) fn view() -> crate::route::ScopeView {
+    let forced = forced_primary();
+    with_current(|s| crate::route::ScopeView {
+        forced,
+        wrote: s.wrote(),
+        min_lsn: s.min_lsn(),
+        token_primary: s.token_primary(),
+        pinned: s.pinned(),
+    })
+    .unwrap_or(crate::route::ScopeView {
+        forced,
+        ..Default::default()
+    })
+}
+
+/// Whether a `prevent_writes` block is running.
+pub(crate) fn writes_prevented() -> bool {
+    PREVENT_WRITES.try_with(|f| *f).unwrap_or(false)
+}
+
+/// Runs `fut` with every write refused.
+pub(crate) async fn prevent_writes<F: Future>(fut: F) -> F::Output {
+    PREVENT_WRITES.scope(true, fut).await
 }
 
 /// Runs `fut` with every read forced to the primary.

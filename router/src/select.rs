@@ -1,33 +1,45 @@
 //! The explicit API: `Story::find().using_replica().cached().all(&db)`.
+//!
+//! A [`Routed`] select only describes the read: where it should go, and how
+//! it is cached. Its terminals hand it to the `Db`'s read pipeline.
 
+use crate::analyze;
 use crate::cache::{CacheValue, key_of};
-use crate::classify::Tag;
-use crate::conn::{Db, Explicit};
-use crate::scope::{self, CacheOutcome};
+use crate::conn::{CacheSpec, Db};
+use crate::depends::{self, Plan, Returned};
+use crate::route::Using;
+use crate::router::Hints;
+use crate::tag::TagId;
 use sea_orm::{DbErr, EntityTrait, PaginatorTrait, QuerySelect, Select, SelectTwo, SelectTwoMany};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+/// Keys of returned rows, by table.
+pub(crate) type RowKeys = Vec<(&'static str, Option<Vec<String>>)>;
+
 mod sealed {
+    use super::RowKeys;
+    use crate::depends::{entity_pk, model_key};
     use sea_orm::sea_query::SelectStatement;
     use sea_orm::{DatabaseConnection, DbErr, EntityTrait, QueryTrait};
     use std::future::Future;
 
     /// The SeaORM selects that can be routed: what a row is, how to read all
     /// of them, and what names their cache keys.
-    pub trait Sealed: QueryTrait<QueryStatement = SelectStatement> + Clone + Sync {
+    pub trait Sealed: QueryTrait<QueryStatement = SelectStatement> + Clone + Send + Sync {
         /// One row of the result.
-        type Row;
+        type Row: Send;
         /// Key kind of `all` (each select kind has its own, so two kinds
         /// rendering the same SQL never share an entry).
         const ALL: &'static str;
-        /// The table tagged when the statement's audit names none.
+        /// The table of the entity selected.
         fn table() -> &'static str;
+        /// The tables whose rows it returns, with their key columns.
+        fn returned() -> Vec<(&'static str, Vec<String>)>;
+        /// The keys of `row`'s models.
+        fn keys(row: &Self::Row, out: &mut RowKeys);
         /// SeaORM's `all` on `c`.
-        fn all_on(
-            self,
-            c: DatabaseConnection,
-        ) -> impl Future<Output = Result<Vec<Self::Row>, DbErr>>;
+        fn all_on(self, c: DatabaseConnection) -> impl Future<Output = Result<Vec<Self::Row>, DbErr>> + Send;
     }
 
     /// The selects that also have a `one`.
@@ -35,10 +47,11 @@ mod sealed {
         /// Key kind of `one`.
         const ONE: &'static str;
         /// SeaORM's `one` on `c`.
-        fn one_on(
-            self,
-            c: DatabaseConnection,
-        ) -> impl Future<Output = Result<Option<Self::Row>, DbErr>>;
+        fn one_on(self, c: DatabaseConnection) -> impl Future<Output = Result<Option<Self::Row>, DbErr>> + Send;
+    }
+
+    fn returned_of<E: EntityTrait>() -> (&'static str, Vec<String>) {
+        (E::default().table_name(), entity_pk::<E>())
     }
 
     impl<E: EntityTrait> Sealed for sea_orm::Select<E> {
@@ -46,6 +59,12 @@ mod sealed {
         const ALL: &'static str = "all";
         fn table() -> &'static str {
             E::default().table_name()
+        }
+        fn returned() -> Vec<(&'static str, Vec<String>)> {
+            vec![returned_of::<E>()]
+        }
+        fn keys(row: &Self::Row, out: &mut RowKeys) {
+            out.push((Self::table(), model_key(row)));
         }
         async fn all_on(self, c: DatabaseConnection) -> Result<Vec<Self::Row>, DbErr> {
             self.all(&c).await
@@ -64,6 +83,15 @@ mod sealed {
         fn table() -> &'static str {
             E::default().table_name()
         }
+        fn returned() -> Vec<(&'static str, Vec<String>)> {
+            vec![returned_of::<E>(), returned_of::<F>()]
+        }
+        fn keys(row: &Self::Row, out: &mut RowKeys) {
+            out.push((E::default().table_name(), model_key(&row.0)));
+            if let Some(f) = &row.1 {
+                out.push((F::default().table_name(), model_key(f)));
+            }
+        }
         async fn all_on(self, c: DatabaseConnection) -> Result<Vec<Self::Row>, DbErr> {
             self.all(&c).await
         }
@@ -81,13 +109,22 @@ mod sealed {
         fn table() -> &'static str {
             E::default().table_name()
         }
+        fn returned() -> Vec<(&'static str, Vec<String>)> {
+            vec![returned_of::<E>(), returned_of::<F>()]
+        }
+        fn keys(row: &Self::Row, out: &mut RowKeys) {
+            out.push((E::default().table_name(), model_key(&row.0)));
+            for f in &row.1 {
+                out.push((F::default().table_name(), model_key(f)));
+            }
+        }
         async fn all_on(self, c: DatabaseConnection) -> Result<Vec<Self::Row>, DbErr> {
             self.all(&c).await
         }
     }
 }
 
-/// Routing and caching choices on a SeaORM `Select`. Sealed.
+/// Routing and caching choices on a SeaORM select. Sealed.
 ///
 /// ```no_run
 /// # async fn demo(db: seaway::Db) -> Result<(), sea_orm::DbErr> {
@@ -114,8 +151,9 @@ pub trait RoutedSelectExt: sealed::Sealed + Sized {
     fn using_primary(self) -> Routed<Self> {
         Routed::new(self).using_primary()
     }
-    /// Read from a named alias (`default`, `read_replica`, or one configured).
-    fn using(self, alias: impl Into<String>) -> Routed<Self> {
+    /// Read from a named alias (`default`, `read_replica`, or one configured;
+    /// another name is an error when the read runs).
+    fn using(self, alias: &str) -> Routed<Self> {
         Routed::new(self).using(alias)
     }
     /// Route as the router says, and cache the result for the default TTL.
@@ -131,120 +169,151 @@ impl<E: EntityTrait, F: EntityTrait> RoutedSelectExt for SelectTwoMany<E, F> {}
 /// A routed `Select<E>`.
 pub type RoutedSelect<E> = Routed<Select<E>>;
 
+/// How a read is cached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum CachePolicy {
+    /// Not cached (the default).
+    #[default]
+    Off,
+    /// Cached for the configured TTL.
+    Default,
+    /// Cached for this long.
+    Ttl(Duration),
+}
+
 /// A select with a route and a cache policy; run it with `all`, `one` or `count`.
 #[must_use = "a routed select does nothing until .all(), .one() or .count()"]
 #[derive(Debug, Clone)]
 pub struct Routed<Q> {
     select: Q,
-    route: Explicit,
-    cache: Option<Option<Duration>>,
-    extra_tags: Vec<Tag>,
+    using: Using,
+    cache: CachePolicy,
+    extra_tags: Vec<TagId>,
 }
 
 impl<Q: sealed::Sealed> Routed<Q> {
     fn new(select: Q) -> Self {
         Self {
             select,
-            route: Explicit::Auto,
-            cache: None,
+            using: Using::Auto,
+            cache: CachePolicy::Off,
             extra_tags: Vec::new(),
         }
     }
     /// Read from a replica.
     pub fn using_replica(mut self) -> Self {
-        self.route = Explicit::Replica;
+        self.using = Using::Replica;
         self
     }
     /// Read from the primary.
     pub fn using_primary(mut self) -> Self {
-        self.route = Explicit::Primary;
+        self.using = Using::Primary;
         self
     }
     /// Read from a named alias.
-    pub fn using(mut self, alias: impl Into<String>) -> Self {
-        let alias = alias.into();
-        self.route = match alias.as_str() {
-            crate::DEFAULT => Explicit::Primary,
-            crate::READ_REPLICA => Explicit::Replica,
-            _ => Explicit::Alias(alias),
-        };
+    pub fn using(mut self, alias: &str) -> Self {
+        self.using = Using::alias(alias);
         self
     }
     /// Cache the result for the configured TTL.
     pub fn cached(mut self) -> Self {
-        self.cache = Some(None);
+        self.cache = CachePolicy::Default;
         self
     }
-    /// Cache the result for `ttl`.
+    /// Cache the result for `ttl` (at most [`MAX_TTL`](crate::MAX_TTL)).
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
-        self.cache = Some(Some(ttl));
+        self.cache = CachePolicy::Ttl(ttl);
         self
     }
     /// Do not cache (the default; undoes `cached`).
     pub fn no_cache(mut self) -> Self {
-        self.cache = None;
+        self.cache = CachePolicy::Off;
         self
     }
-    /// Adds a tag beyond the tables read: `db.invalidate(&[tag])` then empties it.
-    pub fn tag(mut self, tag: impl Into<String>) -> Self {
-        self.extra_tags.push(Tag::Owned(tag.into()));
+    /// Adds a dependency beyond the tables read: `db.invalidate(&[tag])` then
+    /// empties the entry.
+    pub fn tag(mut self, tag: &str) -> Self {
+        self.extra_tags.push(TagId::table(tag));
         self
     }
 
-    fn tables(select: &Q, extra_tags: &[Tag]) -> Vec<Tag> {
-        let mut tags = crate::classify::read_tables(select.as_query());
-        if tags.is_empty() {
-            tags.push(Tag::Borrowed(Q::table()));
-        }
-        tags.extend(extra_tags.iter().cloned());
-        tags
-    }
-
-    /// Routes, then answers from the cache or runs `exec` on the connection
-    /// chosen. `kind` names the result in the cache key.
-    async fn run<V, F, Fut>(self, db: &Db, kind: &str, exec: F) -> Result<Arc<V>, DbErr>
+    /// Hands the read to the pipeline: `exec` runs it on the connection
+    /// chosen, `keys` names the rows of a result, `negative` tells an empty
+    /// one. `kind` names the result in the cache key.
+    async fn run<V, F, Fut>(
+        self,
+        db: &Db,
+        kind: &'static str,
+        exec: F,
+        keys: fn(&V, &mut RowKeys),
+        negative: fn(&V) -> bool,
+    ) -> Result<Arc<V>, DbErr>
     where
         V: CacheValue,
-        F: Fn(Q, sea_orm::DatabaseConnection) -> Fut,
+        F: Fn(Q, sea_orm::DatabaseConnection) -> Fut + Sync,
         Fut: std::future::Future<Output = Result<V, DbErr>>,
     {
         let Self {
-            select: query,
-            route,
+            select,
+            using,
             cache,
             extra_tags,
         } = self;
-        // Tables are worked out only when needed: by a custom router, or on a miss.
-        let compute = || Self::tables(&query, &extra_tags);
-        let hints = crate::router::Hints::lazy(&compute);
-        let target = db.decide_read_with(&route, &hints)?;
-        let Some(ttl) = cache.filter(|_| db.cache_enabled()) else {
-            // uncached: the query moves to the connection, uncopied
-            let (v, ran) = db.run_read(target, query, |c, q| exec(q, c)).await?;
-            let route = db.route_of(&ran);
-            scope::with_current(|s| s.record(route, CacheOutcome::Bypass));
-            return Ok(Arc::new(v));
+        let shape = OnceLock::new();
+        let shape_of = || shape.get_or_init(|| analyze::shape(select.as_query()));
+        let tables = || shape_of().tables.clone();
+        let hints = Hints::lazy(&tables).for_entity(Q::table());
+        let ttl = match cache {
+            CachePolicy::Off => {
+                // an uncached read costs a round trip: telling a lock clause
+                // or a side-effect function costs little beside it
+                let using = if shape_of().needs_primary { Using::Primary } else { using };
+                let v = db.read(&using, &hints, |c| exec(select.clone(), c)).await?;
+                return Ok(Arc::new(v));
+            }
+            CachePolicy::Default => None,
+            CachePolicy::Ttl(t) => Some(t),
         };
-        let key = key_of(kind, db.backend(), query.as_query());
-        let tables = move || hints.tables().to_vec();
-        let run_db = || async {
-            db.run_read(target.clone(), query.clone(), |c, q| exec(q, c))
-                .await
-        };
-        let min_lsn = scope::with_current(|s| s.min_lsn()).unwrap_or_default();
-        let mut ran_on = None;
-        let (v, outcome) = db
-            .cache()
-            .get_or_load(key, tables, ttl, min_lsn, || async {
-                let (v, ran) = run_db().await?;
-                let source = db.source_of(&ran);
-                ran_on = Some(ran);
-                Ok((v, source))
+        let plan: OnceLock<Plan> = OnceLock::new();
+        let schema = OnceLock::new();
+        let plan_of = || {
+            plan.get_or_init(|| {
+                let schema = schema.get_or_init(|| db.catalog_schema());
+                let pk = |t: &str| schema.pk(t).map(|p| p.columns.clone());
+                let returned: Vec<Returned> = Q::returned()
+                    .into_iter()
+                    .map(|(table, pk)| Returned { table, pk })
+                    .collect();
+                let mut p = depends::plan(shape_of(), &returned, &pk);
+                p.statics.extend(extra_tags.iter().copied());
+                p
             })
-            .await?;
-        let route = db.route_of(ran_on.as_ref().unwrap_or(&target));
-        scope::with_current(|s| s.record(route, outcome));
-        Ok(v)
+        };
+        let statics = || plan_of().statics.clone();
+        let deps = |v: &V| {
+            if shape_of().needs_primary {
+                return None;
+            }
+            let mut k = Vec::new();
+            keys(v, &mut k);
+            Some((plan_of().finish(&k), negative(v)))
+        };
+        let needs_primary = || shape_of().needs_primary;
+        let backend = db.backend();
+        let key = |ns: u64| key_of(ns, kind, backend, select.as_query());
+        db.read_cached(
+            &using,
+            &hints,
+            CacheSpec {
+                key: &key,
+                ttl,
+                static_tags: &statics,
+                deps: &deps,
+                needs_primary: &needs_primary,
+            },
+            |c| exec(select.clone(), c),
+        )
+        .await
     }
 
     /// All rows, as SeaORM's `all` on this kind of select.
@@ -269,7 +338,13 @@ impl<Q: sealed::Sealed> Routed<Q> {
     where
         Q::Row: CacheValue,
     {
-        self.run(db, Q::ALL, Q::all_on).await
+        fn keys<Q: sealed::Sealed>(rows: &Vec<Q::Row>, out: &mut RowKeys) {
+            for r in rows {
+                Q::keys(r, out);
+            }
+        }
+        self.run(db, Q::ALL, |q, c| q.all_on(c), keys::<Q>, |v: &Vec<Q::Row>| v.is_empty())
+            .await
     }
 }
 
@@ -295,11 +370,17 @@ impl<Q: sealed::One + QuerySelect> Routed<Q> {
     where
         Q::Row: CacheValue,
     {
+        fn keys<Q: sealed::Sealed>(row: &Option<Q::Row>, out: &mut RowKeys) {
+            if let Some(r) = row {
+                Q::keys(r, out);
+            }
+        }
         let this = Self {
             select: self.select.limit(1),
             ..self
         };
-        this.run(db, Q::ONE, Q::one_on).await
+        this.run(db, Q::ONE, |q, c| q.one_on(c), keys::<Q>, |v: &Option<Q::Row>| v.is_none())
+            .await
     }
 }
 
@@ -313,7 +394,9 @@ impl<E: EntityTrait> Routed<Select<E>> {
     where
         E::Model: Sync,
     {
-        self.run(db, "count", |s, c| async move { s.count(&c).await })
+        // counted from a subquery of the select, as SeaORM does
+        fn none(_: &u64, _: &mut RowKeys) {}
+        self.run(db, "count", |s, c| async move { s.count(&c).await }, none, |n: &u64| *n == 0)
             .await
             .map(|n| *n)
     }

@@ -1,9 +1,13 @@
-//! [`DbTransaction`]: a transaction on the primary that remembers what it
-//! wrote and invalidates it at commit (nothing on rollback).
+//! [`DbTransaction`]: a transaction on the primary (or the router's write
+//! alias) that remembers what its writes moved and invalidates it at commit,
+//! also when the commit's outcome is unknown (nothing on rollback).
 
-use crate::classify::{self, ALL_TAG, Access, Tag};
+use crate::classify::{self, Access, Kind, write};
 use crate::conn::Db;
+use crate::conn::write::{Statement as Stmt, Written, writes_prevented};
+use crate::route::{Target, Using, Why};
 use crate::scope;
+use crate::tag::Moved;
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
     QueryResult, Statement, StatementBuilder, TransactionError, TransactionOptions,
@@ -11,107 +15,192 @@ use sea_orm::{
 };
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 
-/// A transaction opened on a [`Db`]: always on the primary. Nested
-/// transactions (savepoints) share their root's record of written tables.
+/// A transaction opened on a [`Db`]. Nested transactions (savepoints)
+/// share their root's record of what was written.
+///
+/// A cached read inside a transaction bypasses the cache and reads the
+/// transaction. `commit` and `rollback` are inherent methods: no trait
+/// needs to be in scope.
 pub struct DbTransaction {
     inner: DatabaseTransaction,
     db: Db,
-    /// Tables written so far; shared with nested transactions.
-    written: Arc<Mutex<Vec<Tag>>>,
-    /// A schema statement ran in it (or a nested one): at commit, the foreign
-    /// keys are read again before the written tables are invalidated.
-    schema: Arc<AtomicBool>,
+    /// Tags moved so far; shared with nested transactions.
+    moved: Arc<Mutex<Vec<Moved>>>,
+    /// A schema statement ran in it (or a nested one).
+    schema: Arc<std::sync::atomic::AtomicBool>,
     root: bool,
+    /// Opened by `begin_read_only`: writes are refused before they are sent.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for DbTransaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DbTransaction")
             .field("root", &self.root)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
 
 impl DbTransaction {
-    /// Records what `access` writes; the span of the statement.
-    fn note(&self, access: &Access) -> tracing::Span {
-        let span = tracing::debug_span!(
-            "seaway.statement",
-            alias = crate::DEFAULT,
-            reason = "transaction"
-        );
-        if !access.is_write() {
+    fn check(&self, access: &Access) -> Result<(), DbErr> {
+        if access.is_write()
+            && (self.read_only || scope::writes_prevented())
+        {
+            return Err(writes_prevented());
+        }
+        Ok(())
+    }
+
+    /// Runs `stmt` in the transaction, recording what a write moved.
+    async fn run<W, Fut>(&self, access: Access, shape: Option<write::Shape>, stmt: &Statement, fut: Fut) -> Result<W, DbErr>
+    where
+        W: Written,
+        Fut: Future<Output = Result<W, DbErr>>,
+    {
+        self.check(&access)?;
+        let span = tracing::debug_span!("seaway.statement", alias = crate::DEFAULT, reason = Why::Transaction.as_str());
+        if access.kind != Kind::Write {
             self.db.count_read_in_transaction();
-            return span;
+            return fut.instrument(span).await;
         }
         self.db.count_write();
-        if access.schema {
-            self.schema
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
         scope::with_current(|s| s.mark_wrote());
-        if let Ok(mut w) = self.written.lock() {
-            if access.tables.is_empty() {
-                w.push(Tag::Borrowed(ALL_TAG));
-            }
-            for t in &access.tables {
-                if !w.contains(t) {
-                    w.push(t.clone());
-                }
-            }
+        let result = fut.instrument(span).await;
+        let values = stmt.values.as_ref().map_or(&[][..], |v| &v.0[..]);
+        let w = Stmt {
+            access: &access,
+            shape: shape.as_ref(),
+            values,
+        };
+        // a failed statement may still have written (a broken connection):
+        // count it, the commit decides
+        let tags = match &result {
+            Ok(r) => self.db.moved_by(&w, Some(r)),
+            Err(_) => self.db.moved_by::<ExecResult>(&w, None),
+        };
+        if access.schema {
+            self.schema.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        span
+        if let Ok(mut m) = self.moved.lock() {
+            m.extend(tags);
+        }
+        result
+    }
+
+    fn typed(&self, stmt: &Statement) -> (Access, Option<write::Shape>) {
+        let access = classify::classify_typed(&stmt.sql);
+        let shape = access
+            .is_write()
+            .then(|| write::shape(self.inner.get_database_backend(), &stmt.sql))
+            .flatten();
+        (access, shape)
     }
 
     fn nested(&self, inner: DatabaseTransaction) -> Self {
         Self {
             inner,
             db: self.db.clone(),
-            written: self.written.clone(),
+            moved: self.moved.clone(),
             schema: self.schema.clone(),
             root: false,
+            read_only: self.read_only,
         }
     }
-}
 
-impl Db {
-    fn wrap(&self, inner: DatabaseTransaction) -> DbTransaction {
-        DbTransaction {
-            inner,
-            db: self.clone(),
-            written: Arc::default(),
-            schema: Arc::default(),
-            root: true,
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl TransactionSession for DbTransaction {
-    async fn commit(self) -> Result<(), DbErr> {
-        self.inner.commit().await?;
-        if self.root {
-            let tables = self
-                .written
+    /// Commits; a root transaction then invalidates what its writes moved
+    /// (also when the commit's outcome is unknown: a broken connection).
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        let result = self.inner.commit().await;
+        let committed_or_unknown = match &result {
+            Ok(()) => true,
+            Err(e) => crate::is_connection_error(e),
+        };
+        if self.root && committed_or_unknown {
+            let tags = self
+                .moved
                 .lock()
                 .map(|mut w| std::mem::take(&mut *w))
                 .unwrap_or_default();
             if self.schema.load(std::sync::atomic::Ordering::Relaxed) {
                 self.db.schema_changed();
             }
-            if !tables.is_empty() {
-                self.db.after_write(&tables).await;
+            if !tags.is_empty() {
+                self.db.after_write(tags).await;
             }
         }
-        Ok(())
+        result
+    }
+
+    /// Rolls back; nothing is invalidated.
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.inner.rollback().await
+    }
+}
+
+impl Db {
+    fn wrap(&self, inner: DatabaseTransaction, read_only: bool) -> DbTransaction {
+        DbTransaction {
+            inner,
+            db: self.clone(),
+            moved: Arc::default(),
+            schema: Arc::default(),
+            root: true,
+            read_only,
+        }
+    }
+
+    /// Opens a read-only, repeatable-read transaction on one replica (the
+    /// primary when none is usable): several reads from one snapshot. Writes
+    /// in it are refused before they are sent.
+    ///
+    /// # Errors
+    ///
+    /// The database's, when the transaction cannot begin.
+    pub async fn begin_read_only(&self) -> Result<DbTransaction, DbErr> {
+        let hints = crate::router::Hints::new(&[]);
+        let (target, why) = self.decide(&Using::Replica, &hints);
+        let (iso, mode) = if self.backend() == DbBackend::Postgres {
+            (Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly))
+        } else {
+            (None, None)
+        };
+        let (txn, _, _) = self
+            .run_on(&Using::Replica, target, why, |c| async move {
+                c.begin_with_config(iso, mode).await
+            })
+            .await?;
+        if target == Target::Primary {
+            let _ = why;
+        }
+        Ok(self.wrap(txn, true))
+    }
+
+    /// The connection a transaction begins on: the router's write alias.
+    fn txn_conn(&self) -> sea_orm::DatabaseConnection {
+        self.write_conn(&[])
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionSession for DbTransaction {
+    async fn commit(self) -> Result<(), DbErr> {
+        DbTransaction::commit(self).await
     }
 
     async fn rollback(self) -> Result<(), DbErr> {
-        self.inner.rollback().await
+        DbTransaction::rollback(self).await
     }
 }
 
@@ -122,41 +211,42 @@ impl ConnectionTrait for DbTransaction {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        let span = self.note(&classify::classify_sql(&stmt.sql));
-        self.inner.execute_raw(stmt).instrument(span).await
+        let access = classify::classify_sql(&stmt.sql);
+        self.run(access, None, &stmt, self.inner.execute_raw(stmt.clone())).await
     }
 
     async fn execute<S: StatementBuilder>(&self, stmt: &S) -> Result<ExecResult, DbErr> {
         let built = self.get_database_backend().build(stmt);
-        let span = self.note(&classify::classify_builder(stmt, &built));
-        self.inner.execute_raw(built).instrument(span).await
+        let (access, shape) = self.typed(&built);
+        self.run(access, shape, &built, self.inner.execute_raw(built.clone())).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        let span = self.note(&classify::classify_sql(sql));
-        self.inner.execute_unprepared(sql).instrument(span).await
+        let stmt = Statement::from_string(self.get_database_backend(), sql);
+        let access = classify::classify_sql(sql);
+        self.run(access, None, &stmt, self.inner.execute_unprepared(sql)).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        let span = self.note(&classify::classify_sql(&stmt.sql));
-        self.inner.query_one_raw(stmt).instrument(span).await
+        let access = classify::classify_sql(&stmt.sql);
+        self.run(access, None, &stmt, self.inner.query_one_raw(stmt.clone())).await
     }
 
     async fn query_one<S: StatementBuilder>(&self, stmt: &S) -> Result<Option<QueryResult>, DbErr> {
         let built = self.get_database_backend().build(stmt);
-        let span = self.note(&classify::classify_builder(stmt, &built));
-        self.inner.query_one_raw(built).instrument(span).await
+        let (access, shape) = self.typed(&built);
+        self.run(access, shape, &built, self.inner.query_one_raw(built.clone())).await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let span = self.note(&classify::classify_sql(&stmt.sql));
-        self.inner.query_all_raw(stmt).instrument(span).await
+        let access = classify::classify_sql(&stmt.sql);
+        self.run(access, None, &stmt, self.inner.query_all_raw(stmt.clone())).await
     }
 
     async fn query_all<S: StatementBuilder>(&self, stmt: &S) -> Result<Vec<QueryResult>, DbErr> {
         let built = self.get_database_backend().build(stmt);
-        let span = self.note(&classify::classify_builder(stmt, &built));
-        self.inner.query_all_raw(built).instrument(span).await
+        let (access, shape) = self.typed(&built);
+        self.run(access, shape, &built, self.inner.query_all_raw(built.clone())).await
     }
 }
 
@@ -194,25 +284,16 @@ impl TransactionTrait for DbTransaction {
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<DbTransaction, DbErr> {
-        Ok(self.nested(
-            self.inner
-                .begin_with_config(isolation_level, access_mode)
-                .await?,
-        ))
+        Ok(self.nested(self.inner.begin_with_config(isolation_level, access_mode).await?))
     }
 
-    async fn begin_with_options(
-        &self,
-        options: TransactionOptions,
-    ) -> Result<DbTransaction, DbErr> {
+    async fn begin_with_options(&self, options: TransactionOptions) -> Result<DbTransaction, DbErr> {
         Ok(self.nested(self.inner.begin_with_options(options).await?))
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(
-                &'c DbTransaction,
-            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
             + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
@@ -227,9 +308,7 @@ impl TransactionTrait for DbTransaction {
         access_mode: Option<AccessMode>,
     ) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(
-                &'c DbTransaction,
-            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
             + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
@@ -247,7 +326,7 @@ impl TransactionTrait for Db {
     type Transaction = DbTransaction;
 
     async fn begin(&self) -> Result<DbTransaction, DbErr> {
-        Ok(self.wrap(self.primary().begin().await?))
+        Ok(self.wrap(self.txn_conn().begin().await?, false))
     }
 
     async fn begin_with_config(
@@ -255,25 +334,20 @@ impl TransactionTrait for Db {
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<DbTransaction, DbErr> {
+        let read_only = access_mode == Some(AccessMode::ReadOnly);
         Ok(self.wrap(
-            self.primary()
-                .begin_with_config(isolation_level, access_mode)
-                .await?,
+            self.txn_conn().begin_with_config(isolation_level, access_mode).await?,
+            read_only,
         ))
     }
 
-    async fn begin_with_options(
-        &self,
-        options: TransactionOptions,
-    ) -> Result<DbTransaction, DbErr> {
-        Ok(self.wrap(self.primary().begin_with_options(options).await?))
+    async fn begin_with_options(&self, options: TransactionOptions) -> Result<DbTransaction, DbErr> {
+        Ok(self.wrap(self.txn_conn().begin_with_options(options).await?, false))
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(
-                &'c DbTransaction,
-            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
             + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
@@ -288,9 +362,7 @@ impl TransactionTrait for Db {
         access_mode: Option<AccessMode>,
     ) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(
-                &'c DbTransaction,
-            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
             + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,

@@ -15,7 +15,7 @@ use entity::story;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, NullOrdering, Order};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, Select, Set, SqlErr, TransactionSession, TransactionTrait,
+    QuerySelect, Select, Set, SqlErr, TransactionTrait,
 };
 use seaway::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -1,91 +1,189 @@
-//! L2: Redis. Entries, tag versions, the invalidation channel, and the circuit
-//! breaker that keeps a slow or dead Redis from costing requests anything.
+//! L2: entries, tag versions and the epoch in Redis, each call bounded by a
+//! timeout and guarded by the [`Breaker`].
 //!
-//! Keys, under the configured prefix `p`:
-//! * `p:q:<format>:<hash>`: an entry (postcard), with a TTL;
-//! * `p:tv:<table>`: the table's version (INCR);
-//! * `p:tl:<table>`: the primary LSN of the table's last invalidation;
-//! * channel `p:invalidate`: `<instance>\n<version> <lsn> <table>\n...`.
+//! Keys, under the configured prefix `p` and the namespace `ns` (a hash of
+//! the database's identity: cluster, database, user, search path, alias):
+//! * `p:ns:q:<format>:<hash>`: an entry (postcard), with a TTL;
+//! * `{p:ns}:seq`: the namespace's version counter (no TTL);
+//! * `{p:ns}:tv:<tag>`: the version of a tag's last invalidation (no TTL);
+//! * `{p:ns}:tl:<tag>`: the primary's LSN after it, 16 hex digits (no TTL);
+//! * `{p:ns}:rows`: row tags by the time of their last write, so that idle
+//!   ones are deleted once no entry can depend on them;
+//! * `{p:ns}:epoch`: the epoch, `<run_id>:<random>`;
+//! * channel `{p:ns}:inv`: invalidations and heartbeats.
+//!
+//! Everything but the entries shares one hash slot (the `{..}` part), so the
+//! invalidation script can touch it atomically, on one Redis or a cluster.
+//!
+//! # Redis memory
+//!
+//! Entries carry a TTL and versions carry none: run Redis with a `volatile-*`
+//! `maxmemory-policy` (`volatile-lru`), which evicts only entries. Under an
+//! `allkeys-*` policy a version could be evicted and an old entry become
+//! valid again; `L2::check_policy` warns at start.
 
-use super::{FORMAT_VERSION, QueryCache};
-use crate::classify::Tag;
+use super::breaker::Breaker;
 use crate::config::Config;
 use crate::error::{Error, redact_url};
 use crate::lsn::Lsn;
-use futures::StreamExt;
+use crate::tag::TagId;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Errors in a row that open the circuit.
-const OPEN_AFTER: u32 = 2;
+/// Makes sure the epoch is this server's: a server that restarted, was
+/// restored from a snapshot or took over by failover has another run id, and
+/// gets a new epoch (which no entry or version of the old one carries).
+const ENSURE_EPOCH: &str = r"
+local cur = redis.call('GET', KEYS[1])
+local ok, info = pcall(redis.call, 'INFO', 'server')
+local rid = 'norunid'
+if ok and info then rid = string.match(info, 'run_id:(%w+)') or 'norunid' end
+if cur and string.sub(cur, 1, #rid + 1) == rid .. ':' then return cur end
+if cur and rid == 'norunid' then return cur end
+local new = rid .. ':' .. ARGV[1]
+redis.call('SET', KEYS[1], new)
+return new
+";
 
-pub(crate) struct L2 {
-    client: redis::Client,
-    conn: ConnectionManager,
-    prefix: String,
-    channel: String,
-    instance: u64,
-    timeout: Duration,
-    backoff: Duration,
-    failures: AtomicU32,
-    errors: AtomicU64,
-    open_until: Mutex<Option<Instant>>,
-}
+/// One invalidation, atomically: check the epoch, take a new version, set
+/// every tag's version and LSN, index row tags, and announce it.
+/// KEYS: epoch, seq, rows, then (tv, tl) per tag. ARGV: epoch, lsn (16
+/// hex), channel, instance, row flags ('1'/'0' per tag), then the tags' hex.
+const INVALIDATE: &str = r"
+local e = redis.call('GET', KEYS[1])
+if e ~= ARGV[1] then return redis.error_reply('SEAWAY_EPOCH') end
+local v = redis.call('INCR', KEYS[2])
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = (#KEYS - 3) / 2
+local msg = ARGV[4] .. '\n' .. ARGV[1] .. '\n' .. ARGV[2] .. '\n' .. v
+for i = 1, n do
+  redis.call('SET', KEYS[2 + 2 * i], v)
+  local tl = KEYS[3 + 2 * i]
+  local cur = redis.call('GET', tl)
+  if (not cur) or cur < ARGV[2] then redis.call('SET', tl, ARGV[2]) end
+  if string.sub(ARGV[5], i, i) == '1' then redis.call('ZADD', KEYS[3], ms, ARGV[5 + i]) end
+  msg = msg .. '\n' .. ARGV[5 + i]
+end
+redis.call('PUBLISH', ARGV[3], msg)
+return v
+";
 
-/// What one L2 round trip found.
-pub(crate) struct Found {
-    pub(crate) entry: Option<Vec<u8>>,
-    /// (version, lsn) per tag, from Redis.
-    pub(crate) versions: Vec<(u64, u64)>,
-}
+/// Deletes row tags whose last write is older than ARGV[2] (ms). KEYS: rows.
+/// ARGV: the key base, the cut-off.
+const SWEEP: &str = r"
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, 1000)
+for _, t in ipairs(old) do
+  redis.call('DEL', ARGV[1] .. ':tv:' .. t, ARGV[1] .. ':tl:' .. t)
+end
+if #old > 0 then redis.call('ZREM', KEYS[1], unpack(old)) end
+return #old
+";
 
-/// An entry as stored. The payload is written as postcard bytes (a length,
-/// then the bytes) and read back borrowed, so a hit copies it nowhere.
+/// An entry as stored. The payload is written as postcard bytes and read
+/// back borrowed, so a hit copies it nowhere.
 #[derive(Serialize, Deserialize)]
-struct Envelope<'a> {
-    fresh_lsn: u64,
-    versions: Vec<u64>,
-    #[serde(with = "serde_bytes")]
-    payload: &'a [u8],
-}
-
-pub(crate) struct Decoded<V> {
-    pub(crate) value: V,
+pub(crate) struct Envelope<'a> {
+    /// The epoch its versions belong to.
+    pub(crate) epoch: u64,
+    /// What the source proved it fresh to.
     pub(crate) fresh_lsn: u64,
+    /// What it depends on, and each one's version when it was loaded.
+    pub(crate) tags: Vec<u64>,
     pub(crate) versions: Vec<u64>,
-}
-
-impl<V> Decoded<V> {
-    pub(crate) fn versions_match(&self, tags: &[Tag], remote: &[(u64, u64)]) -> bool {
-        self.versions.len() == tags.len()
-            && self
-                .versions
-                .iter()
-                .zip(remote)
-                .all(|(mine, (theirs, _))| mine == theirs)
-    }
+    #[serde(with = "serde_bytes")]
+    pub(crate) payload: &'a [u8],
 }
 
 /// Decodes an entry; anything that does not decode is `None` (a miss).
-pub(crate) fn decode_entry<V: DeserializeOwned>(bytes: &[u8]) -> Option<Decoded<V>> {
+pub(crate) fn decode(bytes: &[u8]) -> Option<Envelope<'_>> {
     let env: Envelope = postcard::from_bytes(bytes).ok()?;
-    let value = postcard::from_bytes(env.payload).ok()?;
-    Some(Decoded {
-        value,
-        fresh_lsn: env.fresh_lsn,
-        versions: env.versions,
-    })
+    (env.tags.len() == env.versions.len()).then_some(env)
+}
+
+/// Why an invalidation was not taken.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// Redis holds another epoch (or none): learn it, then send again.
+    Epoch,
+    /// Redis did not answer, or failed.
+    Failed,
+}
+
+/// Keys of one namespace.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    entry: String,
+    base: String,
+    pub(crate) channel: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str, ns: u64) -> Self {
+        Self {
+            entry: format!("{prefix}:{ns:016x}:q:{}", super::FORMAT_VERSION),
+            base: format!("{{{prefix}:{ns:016x}}}"),
+            channel: format!("{{{prefix}:{ns:016x}}}:inv"),
+        }
+    }
+    fn entry(&self, key: u128) -> String {
+        format!("{}:{key:032x}", self.entry)
+    }
+    fn tv(&self, t: TagId) -> String {
+        format!("{}:tv:{:016x}", self.base, t.0)
+    }
+    fn tl(&self, t: TagId) -> String {
+        format!("{}:tl:{:016x}", self.base, t.0)
+    }
+    fn epoch(&self) -> String {
+        format!("{}:epoch", self.base)
+    }
+    fn seq(&self) -> String {
+        format!("{}:seq", self.base)
+    }
+    fn rows(&self) -> String {
+        format!("{}:rows", self.base)
+    }
+}
+
+/// The Redis tier.
+pub(crate) struct L2 {
+    pub(crate) client: redis::Client,
+    conn: ConnectionManager,
+    pub(crate) keys: Keys,
+    pub(crate) instance: u64,
+    pub(crate) timeout: Duration,
+    pub(crate) backoff: Duration,
+    pub(crate) breaker: Breaker,
+}
+
+/// Versions of tags as one reply gave them: `(version, lsn)`, and the epoch.
+pub(crate) struct Remote {
+    pub(crate) epoch: Option<String>,
+    pub(crate) versions: Vec<(u64, u64)>,
+}
+
+fn parse_versions(nums: &[Option<String>]) -> Vec<(u64, u64)> {
+    nums.chunks(2)
+        .map(|c| {
+            let v = c[0].as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let l = c
+                .get(1)
+                .and_then(|x| x.as_deref())
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                .unwrap_or(0);
+            (v, l)
+        })
+        .collect()
 }
 
 impl L2 {
-    pub(crate) fn new(url: &str, config: &Config) -> Result<Self, Error> {
+    pub(crate) fn new(url: &str, config: &Config, ns: u64) -> Result<Self, Error> {
         let client = redis::Client::open(url).map_err(|e| Error::Config {
             var: "REDIS_URL",
-            message: format!("{}: {e}", redact_url(url)),
+            message: format!("{}: {}", redact_url(url), crate::error::scrub(&e.to_string(), url)),
         })?;
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.redis_timeout))
@@ -95,244 +193,256 @@ impl L2 {
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg).map_err(|e| {
             Error::Connect {
                 url: redact_url(url),
-                message: e.to_string(),
+                message: crate::error::scrub(&e.to_string(), url),
             }
         })?;
         Ok(Self {
             client,
             conn,
-            prefix: config.key_prefix.clone(),
-            channel: format!("{}:invalidate", config.key_prefix),
+            keys: Keys::new(&config.key_prefix, ns),
             instance: rand::random(),
             timeout: config.redis_timeout,
             backoff: config.redis_backoff,
-            failures: AtomicU32::new(0),
-            errors: AtomicU64::new(0),
-            open_until: Mutex::new(None),
+            breaker: Breaker::new(config.redis_backoff),
         })
     }
 
-    fn entry_key(&self, key: u128) -> String {
-        format!("{}:q:{FORMAT_VERSION}:{key:032x}", self.prefix)
-    }
-
-    fn allowed(&self) -> bool {
-        match self.open_until.lock() {
-            Ok(g) => g.is_none_or(|t| Instant::now() >= t),
-            Err(_) => false,
-        }
-    }
-
-    pub(crate) fn healthy(&self) -> bool {
-        self.allowed() && self.failures.load(Relaxed) == 0
-    }
-
-    pub(crate) fn errors(&self) -> u64 {
-        self.errors.load(Relaxed)
-    }
-
-    fn succeeded(&self) {
-        if self.failures.swap(0, Relaxed) > 0 {
-            tracing::info!("redis answers again");
-        }
-        if let Ok(mut g) = self.open_until.lock() {
-            *g = None;
-        }
-    }
-
-    fn failed(&self, what: &str, err: &str) {
-        self.errors.fetch_add(1, Relaxed);
-        metrics::counter!("seaway_cache_l2_errors_total").increment(1);
-        let n = self.failures.fetch_add(1, Relaxed) + 1;
-        if n >= OPEN_AFTER
-            && let Ok(mut g) = self.open_until.lock()
-        {
-            if g.is_none() {
-                tracing::warn!(
-                    error = err,
-                    op = what,
-                    "redis failing: skipping it for {:?}",
-                    self.backoff
-                );
-            }
-            *g = Some(Instant::now() + self.backoff);
-        }
-    }
-
-    /// Runs `cmd` with the timeout and the breaker; `None` when skipped or failed.
-    async fn call<T: redis::FromRedisValue>(&self, what: &str, cmd: &redis::Pipeline) -> Option<T> {
-        if !self.allowed() {
-            return None;
-        }
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+    /// Runs `f` with the timeout and the breaker; `None` when skipped or failed.
+    async fn call<T, F, Fut>(&self, what: &str, f: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let permit = self.breaker.allow()?;
+        match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
             Ok(Ok(v)) => {
-                self.succeeded();
+                permit.succeeded();
                 Some(v)
             }
             Ok(Err(e)) => {
-                self.failed(what, &e.to_string());
+                permit.failed(what, &e.to_string());
                 None
             }
             Err(_) => {
-                self.failed(what, "timeout");
+                permit.failed(what, "timeout");
                 None
             }
         }
     }
 
-    /// The entry under `key` and the current versions of `tags`, in one round trip.
-    pub(crate) async fn get(&self, key: u128, tags: &[Tag]) -> Option<Found> {
-        // One round trip, two commands: the entry, and every tag's version and LSN.
-        let mut p = redis::pipe();
-        p.cmd("GET").arg(self.entry_key(key));
-        let mut mget = redis::cmd("MGET");
+    fn version_args(&self, cmd: &mut redis::Cmd, tags: &[TagId]) {
+        cmd.arg(self.keys.epoch());
         for t in tags {
-            mget.arg(format!("{}:tv:{t}", self.prefix));
-            mget.arg(format!("{}:tl:{t}", self.prefix));
+            cmd.arg(self.keys.tv(*t)).arg(self.keys.tl(*t));
         }
+    }
+
+    /// The entry under `key`, the epoch and the versions of `tags`, in one
+    /// round trip.
+    pub(crate) async fn get(&self, key: u128, tags: &[TagId]) -> Option<(Option<Vec<u8>>, Remote)> {
+        let mut p = redis::pipe();
+        p.cmd("GET").arg(self.keys.entry(key));
+        let mut mget = redis::cmd("MGET");
+        self.version_args(&mut mget, tags);
         p.add_command(mget);
-        let (entry, nums): (Option<Vec<u8>>, Vec<Option<u64>>) = self.call("get", &p).await?;
-        if nums.len() != 2 * tags.len() {
+        let (entry, nums): (Option<Vec<u8>>, Vec<Option<String>>) =
+            self.call("get", |mut c| async move { p.query_async(&mut c).await }).await?;
+        if nums.len() != 1 + 2 * tags.len() {
             return None;
         }
-        let versions = nums
-            .chunks(2)
-            .map(|c| (c[0].unwrap_or(0), c[1].unwrap_or(0)))
-            .collect();
-        Some(Found { entry, versions })
+        Some((
+            entry,
+            Remote {
+                epoch: nums[0].clone(),
+                versions: parse_versions(&nums[1..]),
+            },
+        ))
+    }
+
+    /// The epoch and the versions of `tags`.
+    pub(crate) async fn versions(&self, tags: &[TagId]) -> Option<Remote> {
+        let mut mget = redis::cmd("MGET");
+        self.version_args(&mut mget, tags);
+        let nums: Vec<Option<String>> =
+            self.call("versions", |mut c| async move { mget.query_async(&mut c).await }).await?;
+        if nums.len() != 1 + 2 * tags.len() {
+            return None;
+        }
+        Some(Remote {
+            epoch: nums[0].clone(),
+            versions: parse_versions(&nums[1..]),
+        })
     }
 
     /// Stores an entry in the background: a request never waits for it.
-    pub(crate) fn put(
-        self: &Arc<Self>,
-        key: u128,
-        tags: &[Tag],
-        versions: &[u64],
-        fresh: Lsn,
-        ttl: Duration,
-        payload: Vec<u8>,
-    ) {
-        debug_assert_eq!(tags.len(), versions.len());
-        if !self.allowed() {
+    pub(crate) fn put(self: &Arc<Self>, key: u128, bytes: Vec<u8>, ttl: Duration) {
+        if !self.breaker.healthy() {
             return;
         }
-        let env = Envelope {
-            fresh_lsn: fresh.0,
-            versions: versions.to_vec(),
-            payload: &payload,
-        };
-        let Ok(bytes) = postcard::to_allocvec(&env) else {
-            return;
-        };
-        let mut p = redis::pipe();
-        p.cmd("SET")
-            .arg(self.entry_key(key))
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.keys.entry(key))
             .arg(bytes)
             .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64)
-            .ignore();
+            .arg(ttl.as_millis().max(1) as u64);
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let _: Option<()> = this.call("set", &p).await;
+            let _: Option<()> = this
+                .call("set", |mut c| async move { cmd.query_async(&mut c).await })
+                .await;
         });
     }
 
-    /// INCRs the versions of `tags`, records `lsn`, and announces them. The
-    /// new versions, or `None` when Redis did not take them.
-    pub(crate) async fn invalidate(&self, tags: &[String], lsn: Lsn) -> Option<Vec<u64>> {
-        let mut p = redis::pipe();
-        for t in tags {
-            p.cmd("INCR").arg(format!("{}:tv:{t}", self.prefix));
+    /// Moves `tags` (`(tag, is a row tag)`) in epoch `epoch` and announces
+    /// it: the new version.
+    pub(crate) async fn invalidate(
+        &self,
+        epoch: &str,
+        tags: &[(TagId, bool)],
+        lsn: Lsn,
+    ) -> Result<u64, Refused> {
+        let script = redis::Script::new(INVALIDATE);
+        let mut inv = script.prepare_invoke();
+        inv.key(self.keys.epoch())
+            .key(self.keys.seq())
+            .key(self.keys.rows());
+        for (t, _) in tags {
+            inv.key(self.keys.tv(*t)).key(self.keys.tl(*t));
         }
-        for t in tags {
-            p.cmd("SET")
-                .arg(format!("{}:tl:{t}", self.prefix))
-                .arg(lsn.0)
-                .ignore();
+        let flags: String = tags.iter().map(|(_, row)| if *row { '1' } else { '0' }).collect();
+        inv.arg(epoch)
+            .arg(format!("{:016x}", lsn.0))
+            .arg(&self.keys.channel)
+            .arg(format!("{:x}", self.instance))
+            .arg(flags);
+        for (t, _) in tags {
+            inv.arg(t.hex());
         }
-        let versions: Vec<u64> = self.call("invalidate", &p).await?;
-        let mut msg = format!("{:x}\n", self.instance);
-        for (t, v) in tags.iter().zip(&versions) {
-            msg.push_str(&format!("{v} {} {t}\n", lsn.0));
-        }
-        let mut publish = redis::pipe();
-        publish.cmd("PUBLISH").arg(&self.channel).arg(msg).ignore();
-        let _: Option<()> = self.call("publish", &publish).await;
-        Some(versions)
-    }
-}
-
-/// Parses a channel message: `(instance, [(table, version, lsn)])`.
-/// `(table, version, lsn)` announced on the channel.
-type Update = (String, u64, u64);
-
-fn parse_message(payload: &str) -> Option<(u64, Vec<Update>)> {
-    let mut lines = payload.lines();
-    let instance = u64::from_str_radix(lines.next()?, 16).ok()?;
-    let mut out = Vec::new();
-    for line in lines {
-        let mut parts = line.splitn(3, ' ');
-        let v = parts.next()?.parse().ok()?;
-        let lsn = parts.next()?.parse().ok()?;
-        let t = parts.next()?.to_owned();
-        out.push((t, v, lsn));
-    }
-    Some((instance, out))
-}
-
-/// Subscribes to the invalidation channel for as long as the cache lives;
-/// empties L1 whenever the subscription is lost (messages may be lost with it).
-pub(crate) fn spawn_bus(l2: Arc<L2>, cache: Weak<QueryCache>) {
-    tokio::spawn(async move {
-        loop {
-            if cache.strong_count() == 0 {
-                return;
+        let Some(permit) = self.breaker.allow() else {
+            return Err(Refused::Failed);
+        };
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, inv.invoke_async::<u64>(&mut conn)).await {
+            Ok(Ok(v)) => {
+                permit.succeeded();
+                Ok(v)
             }
-            let sub = tokio::time::timeout(l2.timeout * 10, async {
-                let mut ps = l2.client.get_async_pubsub().await?;
-                ps.subscribe(&l2.channel).await?;
-                Ok::<_, redis::RedisError>(ps)
+            Ok(Err(e)) if e.to_string().contains("SEAWAY_EPOCH") => {
+                permit.succeeded();
+                Err(Refused::Epoch)
+            }
+            Ok(Err(e)) => {
+                permit.failed("invalidate", &e.to_string());
+                Err(Refused::Failed)
+            }
+            Err(_) => {
+                permit.failed("invalidate", "timeout");
+                Err(Refused::Failed)
+            }
+        }
+    }
+
+    /// The current epoch, made this server's if it was not.
+    pub(crate) async fn ensure_epoch(&self) -> Option<String> {
+        let key = self.keys.epoch();
+        let fresh = format!("{:016x}", rand::random::<u64>());
+        self.call("epoch", |mut c| async move {
+            redis::Script::new(ENSURE_EPOCH)
+                .key(key)
+                .arg(fresh)
+                .invoke_async::<String>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Deletes row tags idle for longer than `idle`.
+    pub(crate) async fn sweep(&self, idle: Duration) {
+        let rows = self.keys.rows();
+        let base = self.keys.base.clone();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let cutoff = now_ms.saturating_sub(idle.as_millis() as u64);
+        let _: Option<u64> = self
+            .call("sweep", |mut c| async move {
+                redis::Script::new(SWEEP)
+                    .key(rows)
+                    .arg(base)
+                    .arg(cutoff)
+                    .invoke_async(&mut c)
+                    .await
             })
             .await;
-            if let Ok(Ok(ps)) = sub {
-                if let Some(c) = cache.upgrade() {
-                    c.clear_l1();
-                    c.set_bus_up(true);
-                    c.replay_pending().await;
-                }
-                tracing::info!("subscribed to cache invalidations");
-                let mut stream = ps.into_on_message();
-                let mut tick = tokio::time::interval(Duration::from_millis(250));
-                loop {
-                    tokio::select! {
-                        msg = stream.next() => {
-                            let Some(msg) = msg else { break };
-                            let Some(c) = cache.upgrade() else { return };
-                            let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else { continue };
-                            if let Some((from, updates)) = parse_message(text)
-                                && from != l2.instance
-                            {
-                                c.apply_remote(&updates);
-                            }
-                        }
-                        _ = tick.tick() => {
-                            let Some(c) = cache.upgrade() else { return };
-                            c.replay_pending().await;
-                        }
-                    }
-                }
-                tracing::warn!(
-                    "cache invalidation channel lost: L1 emptied, short TTL until it is back"
-                );
-            }
-            if let Some(c) = cache.upgrade() {
-                c.set_bus_up(false);
-                c.clear_l1();
-            }
-            tokio::time::sleep(l2.backoff.min(Duration::from_millis(500))).await;
+    }
+
+    /// Publishes this instance's heartbeat `n` on the channel.
+    pub(crate) async fn heartbeat(&self, n: u64) -> bool {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(&self.keys.channel)
+            .arg(format!("h {:x} {n}", self.instance));
+        self.call::<(), _, _>("heartbeat", |mut c| async move { cmd.query_async(&mut c).await })
+            .await
+            .is_some()
+    }
+
+    /// Warns when Redis may evict versions (an `allkeys-*` policy).
+    pub(crate) async fn check_policy(&self) {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("maxmemory-policy");
+        let mut conn = self.conn.clone();
+        if let Ok(Ok(v)) =
+            tokio::time::timeout(self.timeout, cmd.query_async::<Vec<String>>(&mut conn)).await
+            && let Some(policy) = v.get(1)
+            && policy.starts_with("allkeys")
+        {
+            tracing::warn!(
+                policy = %policy,
+                "redis maxmemory-policy may evict tag versions: use volatile-lru so that only cache entries are evicted"
+            );
         }
-    });
+    }
+}
+
+/// A message on the channel.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Message {
+    /// An instance's heartbeat.
+    Heartbeat { instance: u64, n: u64 },
+    /// Tags moved to `version` in `epoch` after a write at `lsn`.
+    Invalidation {
+        instance: u64,
+        epoch: String,
+        lsn: u64,
+        version: u64,
+        tags: Vec<TagId>,
+    },
+}
+
+/// Parses a channel message (see the `INVALIDATE` script for the form).
+pub(crate) fn parse(payload: &str) -> Option<Message> {
+    if let Some(rest) = payload.strip_prefix("h ") {
+        let (i, n) = rest.split_once(' ')?;
+        return Some(Message::Heartbeat {
+            instance: u64::from_str_radix(i, 16).ok()?,
+            n: n.parse().ok()?,
+        });
+    }
+    let mut lines = payload.split('\n');
+    let instance = u64::from_str_radix(lines.next()?, 16).ok()?;
+    let epoch = lines.next()?.to_owned();
+    let lsn = u64::from_str_radix(lines.next()?, 16).ok()?;
+    let version = lines.next()?.parse().ok()?;
+    let tags = lines
+        .map(|l| u64::from_str_radix(l, 16).ok().map(TagId))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Message::Invalidation {
+        instance,
+        epoch,
+        lsn,
+        version,
+        tags,
+    })
 }
 
 #[cfg(test)]
@@ -340,50 +450,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_round_trip() {
-        let (i, u) = parse_message("ff\n3 100 stories\n4 100 follows\n").expect("parse");
-        assert_eq!(i, 255);
+    fn messages_parse() {
         assert_eq!(
-            u,
-            vec![("stories".into(), 3, 100), ("follows".into(), 4, 100)]
+            parse("h ff 3"),
+            Some(Message::Heartbeat { instance: 255, n: 3 })
         );
-        assert!(parse_message("zz\n").is_none());
-        assert!(parse_message("1\nx y z\n").is_none());
+        assert_eq!(
+            parse("ff\nabc:12\n00000000000000a0\n7\n0000000000000001\n0000000000000002"),
+            Some(Message::Invalidation {
+                instance: 255,
+                epoch: "abc:12".into(),
+                lsn: 160,
+                version: 7,
+                tags: vec![TagId(1), TagId(2)]
+            })
+        );
+        assert_eq!(parse("zz"), None);
+        assert_eq!(parse("1\ne\n1\nx"), None);
     }
 
     #[test]
-    fn entries_round_trip_and_keep_their_wire_format() {
+    fn entries_round_trip_and_garbage_does_not_decode() {
         let payload = postcard::to_allocvec(&vec![1i64, 2, 3]).expect("encode");
         let env = Envelope {
+            epoch: 9,
             fresh_lsn: 42,
-            versions: vec![7, 9],
+            tags: vec![7, 8],
+            versions: vec![1, 2],
             payload: &payload,
         };
         let bytes = postcard::to_allocvec(&env).expect("encode");
-        // the format of earlier builds: the payload as a sequence of u8
-        #[derive(Serialize)]
-        struct Before {
-            fresh_lsn: u64,
-            versions: Vec<u64>,
-            payload: Vec<u8>,
+        let d = decode(&bytes).expect("decode");
+        assert_eq!((d.epoch, d.fresh_lsn, d.tags, d.versions), (9, 42, vec![7, 8], vec![1, 2]));
+        let v: Vec<i64> = postcard::from_bytes(d.payload).expect("payload");
+        assert_eq!(v, [1, 2, 3]);
+        for bytes in [&b""[..], b"garbage", &[0xff; 40]] {
+            assert!(decode(bytes).is_none());
         }
-        let before = Before {
-            fresh_lsn: 42,
-            versions: vec![7, 9],
-            payload: payload.clone(),
-        };
-        assert_eq!(bytes, postcard::to_allocvec(&before).expect("encode"));
-        let d = decode_entry::<Vec<i64>>(&bytes).expect("decode");
-        assert_eq!(
-            (d.value, d.fresh_lsn, d.versions),
-            (vec![1, 2, 3], 42, vec![7, 9])
-        );
     }
 
     #[test]
-    fn garbage_does_not_decode() {
-        for bytes in [&b""[..], b"garbage", &[0xff; 40]] {
-            assert!(decode_entry::<Vec<i64>>(bytes).is_none());
+    fn everything_but_entries_shares_one_hash_slot() {
+        let k = Keys::new("seaway", 0xab);
+        let slot = |key: &str| {
+            let open = key.find('{').expect("{");
+            let close = key[open..].find('}').expect("}") + open;
+            key[open + 1..close].to_owned()
+        };
+        let tag = TagId(5);
+        for key in [k.tv(tag), k.tl(tag), k.epoch(), k.seq(), k.rows(), k.channel.clone()] {
+            assert_eq!(slot(&key), "seaway:00000000000000ab", "{key}");
         }
+        assert!(!k.entry(1).contains('{'), "entries spread over the cluster");
     }
 }

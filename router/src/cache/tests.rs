@@ -1,0 +1,207 @@
+//! Unit tests of the cache without Redis: L1, stamps, races, single-flight.
+
+use super::*;
+use crate::tag::{Level, Moved, TagId};
+use std::sync::atomic::AtomicU64;
+
+async fn cache() -> Arc<QueryCache> {
+    QueryCache::start(
+        Settings {
+            l1_max_bytes: 1 << 20,
+            max_entry_bytes: 1 << 20,
+            join_deadline: Duration::from_secs(5),
+        },
+        None,
+        1,
+        Arc::default(),
+    )
+    .await
+    .expect("cache")
+}
+
+fn stories() -> Vec<TagId> {
+    vec![TagId::table("stories"), TagId::members("stories")]
+}
+
+fn statics() -> Vec<TagId> {
+    stories()
+}
+
+fn deps(_: &i64) -> Option<(Vec<TagId>, bool)> {
+    Some((stories(), false))
+}
+
+fn req(key: u128, min_lsn: Lsn) -> Request<'static, i64> {
+    Request {
+        key,
+        target: 0,
+        min_lsn,
+        ttl: Duration::from_secs(300),
+        static_tags: &statics,
+        deps: &deps,
+    }
+}
+
+fn source(replay: u64, fresh: u64) -> Source {
+    Source {
+        replay_lsn: Lsn(replay),
+        fresh_lsn: Lsn(fresh),
+    }
+}
+
+async fn load_n(c: &Arc<QueryCache>, key: u128, n: i64, replay: u64) -> (i64, CacheOutcome) {
+    c.get_or_load(req(key, Lsn::ZERO), || async move { Ok((n, source(replay, replay))) })
+        .await
+        .map(|(v, o)| (*v, o))
+        .expect("load")
+}
+
+fn invalidate(c: &QueryCache, tags: &[TagId], lsn: u64) {
+    let moved: Vec<Moved> = tags.iter().map(|t| Moved::new(*t, Level::Table)).collect();
+    c.invalidate_local(&moved, Lsn(lsn));
+}
+
+#[tokio::test]
+async fn hit_after_miss_and_miss_after_invalidation() {
+    let c = cache().await;
+    assert_eq!(load_n(&c, 1, 10, u64::MAX).await, (10, CacheOutcome::Miss));
+    assert_eq!(load_n(&c, 1, 11, u64::MAX).await, (10, CacheOutcome::HitL1));
+    invalidate(&c, &[TagId::table("profiles")], 5);
+    assert_eq!(load_n(&c, 1, 12, u64::MAX).await, (10, CacheOutcome::HitL1), "other table");
+    invalidate(&c, &[TagId::members("stories")], 6);
+    assert_eq!(load_n(&c, 1, 13, u64::MAX).await, (13, CacheOutcome::Miss));
+    assert_eq!(c.stats().invalidations_by_level.table, 2);
+}
+
+#[tokio::test]
+async fn a_fill_from_a_source_behind_the_last_invalidation_is_not_stored() {
+    let c = cache().await;
+    invalidate(&c, &[TagId::table("stories")], 100);
+    assert_eq!(load_n(&c, 2, 1, 99).await, (1, CacheOutcome::Miss));
+    assert_eq!(load_n(&c, 2, 2, 100).await, (2, CacheOutcome::Miss), "not stored before");
+    assert_eq!(load_n(&c, 2, 3, 100).await, (2, CacheOutcome::HitL1));
+    assert_eq!(c.stats().refused_lag, 1);
+}
+
+#[tokio::test]
+async fn a_fill_raced_by_an_invalidation_is_not_stored() {
+    let c = cache().await;
+    let c2 = c.clone();
+    let (v, o) = c
+        .get_or_load(req(3, Lsn::ZERO), || async move {
+            invalidate(&c2, &[TagId::table("stories")], 7);
+            Ok((1i64, source(u64::MAX, 0)))
+        })
+        .await
+        .expect("load");
+    assert_eq!((*v, o), (1, CacheOutcome::Miss));
+    assert_eq!(load_n(&c, 3, 2, u64::MAX).await, (2, CacheOutcome::Miss));
+    assert_eq!(c.stats().refused_race, 1);
+}
+
+#[tokio::test]
+async fn entries_older_than_the_scope_are_not_used() {
+    let c = cache().await;
+    load_n(&c, 4, 1, 10).await;
+    let (v, o) = c
+        .get_or_load(req(4, Lsn(50)), || async { Ok((2i64, source(u64::MAX, 50))) })
+        .await
+        .expect("load");
+    assert_eq!((*v, o), (2, CacheOutcome::Miss));
+}
+
+#[tokio::test]
+async fn concurrent_misses_load_once() {
+    let c = cache().await;
+    let loads = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let c = c.clone();
+            let loads = loads.clone();
+            tokio::spawn(async move {
+                c.get_or_load(req(9, Lsn::ZERO), || async move {
+                    loads.fetch_add(1, Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok((7i64, source(u64::MAX, 0)))
+                })
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(*t.await.expect("join").expect("load").0, 7);
+    }
+    assert_eq!(loads.load(Relaxed), 1);
+    assert_eq!(c.in_flight(), 0);
+}
+
+/// A waiter that needs more freshness than a load was proved to have loads
+/// itself: the flight's result is stamped with what its source proved.
+#[tokio::test]
+async fn a_waiter_never_takes_a_load_fresher_than_its_source_proved() {
+    let c = cache().await;
+    invalidate(&c, &[TagId::table("stories")], 100);
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let lead = {
+        let (c, gate) = (c.clone(), gate.clone());
+        tokio::spawn(async move {
+            // a tokenless read of a replica at 90, behind the write at 100
+            c.get_or_load(req(5, Lsn::ZERO), || async move {
+                gate.notified().await;
+                Ok((1i64, source(90, 90)))
+            })
+            .await
+        })
+    };
+    tokio::task::yield_now().await;
+    while c.in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+    // needs 100: must not join a load for less
+    let mine = c.get_or_load(req(5, Lsn(100)), || async { Ok((2i64, source(u64::MAX, 100))) });
+    let (v, _) = mine.await.expect("load");
+    assert_eq!(*v, 2);
+    gate.notify_one();
+    let (v, o) = lead.await.expect("join").expect("load");
+    assert_eq!((*v, o), (1, CacheOutcome::Miss));
+    // and the refused fill was not stored with any freshness it lacks
+    let (v, o) = c
+        .get_or_load(req(5, Lsn(100)), || async { Ok((3i64, source(u64::MAX, 100))) })
+        .await
+        .expect("load");
+    assert_eq!((*v, o), (2, CacheOutcome::HitL1));
+}
+
+#[tokio::test]
+async fn a_failed_load_fails_its_waiters_at_once() {
+    let c = cache().await;
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.get_or_load(req(6, Lsn::ZERO), || async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err::<(i64, Source), _>(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                        "down".into(),
+                    )))
+                })
+                .await
+            })
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    for t in tasks {
+        let e = t.await.expect("join").expect_err("fails");
+        assert!(crate::conn::is_connection_error(&e));
+    }
+    assert!(start.elapsed() < Duration::from_millis(400), "one load's time, not ten");
+    assert_eq!(c.stats().loads, 1);
+}
+
+#[tokio::test]
+async fn empty_results_live_shorter_and_no_ttl_is_longer_than_the_maximum() {
+    let c = cache().await;
+    assert_eq!(c.ttl_for(Duration::from_secs(300), true), NEGATIVE_TTL);
+    assert_eq!(c.ttl_for(Duration::from_secs(300), false), Duration::from_secs(300));
+    assert_eq!(c.ttl_for(Duration::from_secs(u64::MAX / 2), false), MAX_TTL);
+}

@@ -1,0 +1,326 @@
+//! [`Db`]: the routed connection handle.
+//!
+//! * `connect`: building the handle (pools, identity, cache, tasks);
+//! * `read`: the one read pipeline, for plain SeaORM calls and the explicit
+//!   API alike: decide (`route`), then run, stamp and count;
+//! * `write`: the write path: the sticky flag, the LSN, invalidation;
+//! * `seaorm`: SeaORM's `ConnectionTrait` on top of both.
+
+mod connect;
+mod read;
+mod seaorm;
+pub(crate) mod write;
+
+pub(crate) use read::CacheSpec;
+
+use crate::cache::{CacheStats, QueryCache};
+use crate::catalog::Catalog;
+use crate::lsn::Lsn;
+use crate::replica::{ReplicaSet, pool_size};
+use crate::router::DatabaseRouter;
+use crate::scope;
+use crate::stats::{PoolStats, PoolsStats, ReplicaHealth, RouteCounters, RoutingStats};
+use crate::token::Tokens;
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, RuntimeErr};
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A routed database handle: the primary, the replica set, named aliases,
+/// the router and the query cache.
+///
+/// Cloning is an `Arc` increment. Background tasks (probes, the cache's
+/// bus) stop when the last clone is dropped.
+///
+/// `Db` implements SeaORM's `ConnectionTrait` and `TransactionTrait`, so
+/// existing code routes itself:
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use sea_orm::EntityTrait;
+/// use entity::prelude::Story;
+/// let db = seaway::Db::connect(seaway::Config::from_env()?).await?;
+/// let stories = Story::find().all(&db).await?; // a replica, unless the scope wrote
+/// # Ok(()) }
+/// ```
+///
+/// # Consistency
+///
+/// A read goes to the primary when `with_primary` is running, when its scope
+/// has written (sticky), or when no replica is healthy, within the lag bound
+/// and replayed past the scope's minimum LSN. Transactions always run on the
+/// primary. A replica read that fails at the connection level (or does not
+/// answer within the statement timeout) is retried once on the primary.
+#[derive(Clone)]
+pub struct Db {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.shared.backend)
+            .field("replicas", &self.replica_names())
+            .field("aliases", &self.shared.aliases.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field("cache", &self.shared.cache_enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) backend: DbBackend,
+    pub(crate) primary: DatabaseConnection,
+    pub(crate) replicas: ReplicaSet,
+    pub(crate) aliases: Vec<(Arc<str>, DatabaseConnection)>,
+    pub(crate) alias_names: Vec<Arc<str>>,
+    pub(crate) router: Box<dyn DatabaseRouter>,
+    pub(crate) cache: Arc<QueryCache>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) counters: RouteCounters,
+    pub(crate) replica_fallback: bool,
+    /// `CACHE_TTL_SECS=0` turns `.cached()` into a bypass.
+    pub(crate) cache_enabled: bool,
+    pub(crate) cache_ttl: Duration,
+    pub(crate) statement_timeout: Duration,
+    /// SQLite has no WAL position shared with readers: count writes instead,
+    /// starting at the clock so that tokens stay ordered across restarts.
+    pub(crate) sqlite_lsn: AtomicU64,
+    /// The cache namespace of the database's identity, and of each alias.
+    pub(crate) ns: u64,
+    pub(crate) alias_ns: Vec<u64>,
+    pub(crate) tokens: Tokens,
+    /// One re-read of the primary's position at a time, for tokens.
+    pub(crate) reread: tokio::sync::Mutex<()>,
+    /// The prober and the catch-up watcher, stopped when the last handle goes.
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// `/health` as the library sees it.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// Whether the primary answered just now.
+    pub primary_healthy: bool,
+    /// Each replica.
+    pub replicas: Vec<ReplicaHealth>,
+    /// The cache tiers.
+    pub cache: CacheStats,
+}
+
+impl Health {
+    /// Whether anything but the primary is down (a replica, Redis, the bus).
+    pub fn degraded(&self) -> bool {
+        self.replicas.iter().any(|r| !r.healthy)
+            || (self.cache.l2_enabled && !self.cache.l2_healthy)
+    }
+}
+
+/// Whether an error means the server or the connection is gone (retry
+/// elsewhere), as opposed to an error in the statement.
+pub fn is_connection_error(e: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as X;
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Query(RuntimeErr::SqlxError(s)) | DbErr::Exec(RuntimeErr::SqlxError(s)) => {
+            match s.as_ref() {
+                X::Io(_)
+                | X::Tls(_)
+                | X::PoolTimedOut
+                | X::PoolClosed
+                | X::WorkerCrashed
+                | X::Protocol(_) => true,
+                X::Database(d) => d.code().is_some_and(|c| {
+                    // connection exceptions, shutdowns, and a standby
+                    // cancelling a query for a recovery conflict
+                    c.starts_with("08")
+                        || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001")
+                }),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether a connection error is only a busy pool (no connection free in
+/// time): not a sign that the server is down.
+pub(crate) fn is_pool_timeout(e: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as X;
+    match e {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Query(RuntimeErr::SqlxError(s)) | DbErr::Exec(RuntimeErr::SqlxError(s)) => {
+            matches!(s.as_ref(), X::PoolTimedOut)
+        }
+        _ => false,
+    }
+}
+
+impl Db {
+    /// The backend of the primary.
+    pub fn backend(&self) -> DbBackend {
+        self.shared.backend
+    }
+
+    /// The primary's plain SeaORM connection (no routing, no cache, no
+    /// invalidation: for tools and benchmarks).
+    pub fn primary(&self) -> &DatabaseConnection {
+        &self.shared.primary
+    }
+
+    /// The pool of the replica named `name` (see [`Db::replica_names`]), for
+    /// tools and benchmarks: a statement run on it directly is not routed,
+    /// counted or cached.
+    pub fn replica_pool(&self, name: &str) -> Option<&DatabaseConnection> {
+        self.shared
+            .replicas
+            .replicas
+            .iter()
+            .find(|r| &*r.name == name)
+            .map(|r| &r.conn)
+    }
+
+    /// Names of the replicas (`replica1`, ...), in configuration order.
+    pub fn replica_names(&self) -> Vec<String> {
+        self.shared
+            .replicas
+            .replicas
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect()
+    }
+
+    /// Runs `f` with every read forced to the primary (read-after-write
+    /// without a request scope, or across a write made elsewhere).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: seaway::Db) -> Result<(), sea_orm::DbErr> {
+    /// use sea_orm::EntityTrait;
+    /// let fresh = db.with_primary(|db| async move {
+    ///     entity::prelude::Story::find_by_id(1).one(&db).await
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn with_primary<F, Fut, T>(&self, f: F) -> T
+    where
+        F: FnOnce(Db) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        scope::force_primary(f(self.clone())).await
+    }
+
+    /// Runs `fut` with every statement the classifier calls a write refused,
+    /// with a clear error, before it is sent (Rails'
+    /// `while_preventing_writes`): a block that must only read, on any
+    /// connection it uses, transactions included.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: seaway::Db) {
+    /// use sea_orm::EntityTrait;
+    /// let report = db.prevent_writes(async {
+    ///     entity::prelude::Story::find().all(&db).await // fine
+    /// }).await;
+    /// # }
+    /// ```
+    pub async fn prevent_writes<F: Future>(&self, fut: F) -> F::Output {
+        scope::prevent_writes(fut).await
+    }
+
+    /// Routing counters now.
+    pub fn routing_stats(&self) -> RoutingStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Cache counters now.
+    pub async fn cache_stats(&self) -> CacheStats {
+        self.shared.cache.sync().await;
+        self.shared.cache.stats()
+    }
+
+    /// Pool occupancy now.
+    pub fn pool_stats(&self) -> PoolsStats {
+        let (size, idle) = pool_size(&self.shared.primary);
+        PoolsStats {
+            primary: PoolStats {
+                name: None,
+                size,
+                idle,
+            },
+            replicas: self.shared.replicas.pools(),
+        }
+    }
+
+    /// Pings the primary (bounded by a second) and reports every part.
+    pub async fn health(&self) -> Health {
+        let primary_healthy =
+            tokio::time::timeout(Duration::from_secs(1), self.shared.primary.ping())
+                .await
+                .is_ok_and(|r| r.is_ok());
+        Health {
+            primary_healthy,
+            replicas: self.shared.replicas.health(),
+            cache: self.cache_stats().await,
+        }
+    }
+
+    /// Runs one round of replica probes now (tests and tools; the service
+    /// relies on the periodic ones).
+    pub async fn probe_now(&self) {
+        self.shared
+            .replicas
+            .probe(&self.shared.primary, Duration::from_secs(1))
+            .await;
+    }
+
+    /// Whether `.cached()` caches (false when the TTL is zero).
+    pub fn cache_enabled(&self) -> bool {
+        self.shared.cache_enabled
+    }
+
+    /// Cached loads in flight now (a test can check that none leaks).
+    pub fn loads_in_flight(&self) -> usize {
+        self.shared.cache.in_flight()
+    }
+
+    /// Sends invalidations Redis has not taken yet, waiting at most
+    /// `deadline`: call it at graceful shutdown. Whether none is left.
+    pub async fn flush(&self, deadline: Duration) -> bool {
+        self.shared.cache.flush(deadline).await
+    }
+
+    /// The catalog as last read.
+    pub(crate) fn catalog_schema(&self) -> Arc<crate::catalog::Schema> {
+        self.shared.catalog.schema()
+    }
+
+    /// A schema statement ran: the catalog is read again before the next
+    /// invalidation.
+    pub(crate) fn schema_changed(&self) {
+        self.shared.catalog.mark_stale();
+    }
+
+    pub(crate) fn count_write(&self) {
+        crate::stats::bump(&self.shared.counters.writes, "seaway_writes_total");
+    }
+
+    pub(crate) fn count_read_in_transaction(&self) {
+        crate::stats::bump(&self.shared.counters.primary_reads, "seaway_primary_reads_total");
+    }
+
+    /// The primary's position as last known (SQLite: the write counter).
+    pub(crate) fn known_lsn(&self) -> Lsn {
+        match self.shared.backend {
+            DbBackend::Postgres => Lsn(self.shared.replicas.primary_lsn.load(Relaxed)),
+            _ => Lsn(self.shared.sqlite_lsn.load(Relaxed)),
+        }
+    }
+}
