@@ -194,8 +194,10 @@ async fn a_token_carries_read_your_writes_to_another_scope_and_instance() {
     let token = a
         .token_for(first.state())
         .expect("a scope that wrote has a token");
-    let parsed = seaway::Lsn::parse(&token.to_string()).expect("the token round-trips");
-    let with = Scope::with_min_lsn(parsed);
+    let with = b
+        .verify_token(&token)
+        .await
+        .expect("B accepts A's token (instances configured alike)");
     let seen = with
         .run(async {
             Profile::find_by_id(id)
