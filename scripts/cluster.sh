@@ -12,13 +12,17 @@
 #   stop-replica [N]   stop replica N (default 1)
 #   start-replica [N]  start replica N again and wait until it streams
 #   stop-redis         stop Redis
-#   start-redis        start Redis again
+#   start-redis        start Redis again (loading its dump.rdb, if one was SAVEd)
+#   pause-redis / resume-redis        SIGSTOP / SIGCONT the Redis server
+#   pause-replica [N] / resume-replica [N]   SIGSTOP / SIGCONT replica N's processes
 #   stop-primary       stop the primary (replicas keep serving reads)
 #   start-primary      start it again and wait until every replica streams
 #   psql primary|replica1|replica2 [ARGS]   a psql shell on one server
 #
 # Ports (override with the variables): SEAWAY_PG_PORT=25432, replica N at
-# SEAWAY_PG_PORT+N, SEAWAY_REDIS_PORT=26379. All below 32768, outside Linux's
+# SEAWAY_PG_PORT+N, a second, independent primary (another cluster, for
+# tokens that must not cross clusters) at SEAWAY_PG_PORT+10,
+# SEAWAY_REDIS_PORT=26379. All below 32768, outside Linux's
 # ephemeral range, and away from the machine's own 5432/6379.
 set -euo pipefail
 
@@ -75,13 +79,13 @@ prepare_dirs() {
 }
 
 start_primary() {
-  local dir="$BASE/primary"
+  local dir="${1:-$BASE/primary}" port="${2:-$PG_PORT}" name="${3:-primary}"
   if [ ! -f "$dir/PG_VERSION" ]; then
-    log "initdb primary"
+    log "initdb $name"
     as_pg "$BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
     cat >>"$dir/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
-port = $PG_PORT
+port = $port
 unix_socket_directories = '$RUN'
 wal_level = replica
 max_wal_senders = 10
@@ -90,15 +94,28 @@ hot_standby = on
 fsync = off
 full_page_writes = off
 wal_keep_size = 256MB
-cluster_name = 'primary'
+cluster_name = '$name'
 EOF
     printf 'host all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n' >>"$dir/pg_hba.conf"
   fi
   if ! pg_running "$dir"; then
-    log "starting primary on 127.0.0.1:$PG_PORT"
-    as_pg "$BIN/pg_ctl" -D "$dir" -l "$BASE/primary.log" -w -t 60 start >/dev/null
+    log "starting $name on 127.0.0.1:$port"
+    as_pg "$BIN/pg_ctl" -D "$dir" -l "$BASE/$name.log" -w -t 60 start >/dev/null
   fi
 }
+
+OTHER_PORT=$((PG_PORT + 10))
+start_other() { start_primary "$BASE/other" "$OTHER_PORT" other; }
+
+# SIGSTOP/SIGCONT a server and every process it started (a postmaster's
+# backends, walreceiver and startup process are its children).
+signal_tree() {
+  local sig=$1 pid=$2
+  [ -n "$pid" ] || die "no such server running"
+  kill "-$sig" "$pid"
+  pkill "-$sig" -P "$pid" || true
+}
+pg_pid() { head -1 "$1/postmaster.pid" 2>/dev/null; }
 
 wait_streaming() {
   local n=$1 i
@@ -167,6 +184,7 @@ print_env() {
   echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
   echo "export READ_REPLICA_URLS=$(IFS=,; echo "${urls[*]}")"
   echo "export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/"
+  echo "export SEAWAY_OTHER_PRIMARY_URL=postgres://postgres@127.0.0.1:$OTHER_PORT/postgres"
   echo "export SEAWAY_CLUSTER=$ROOT/scripts/cluster.sh"
 }
 
@@ -195,14 +213,21 @@ case "$cmd" in
     prepare_dirs
     start_primary
     for n in $(seq 1 "$REPLICAS"); do start_replica "$n"; done
+    start_other
     start_redis
     log "up: primary :$PG_PORT, replicas :$(replica_port 1)..:$(replica_port "$REPLICAS"), redis :$REDIS_PORT"
     ;;
   down)
     if BIN="$(find_pg_bin)"; then
-      for n in $(seq 1 "$REPLICAS"); do stop_pg "$(replica_dir "$n")"; done
+      for n in $(seq 1 "$REPLICAS"); do
+        d="$(replica_dir "$n")"; p="$(pg_pid "$d")"
+        if [ -n "$p" ]; then signal_tree CONT "$p" 2>/dev/null || true; fi
+        stop_pg "$d"
+      done
       stop_pg "$BASE/primary"
+      stop_pg "$BASE/other"
     fi
+    if [ -f "$RUN/redis.pid" ]; then kill -CONT "$(cat "$RUN/redis.pid")" 2>/dev/null || true; fi
     command -v redis-cli >/dev/null 2>&1 && stop_redis
     rm -rf "$BASE"
     log "down"
@@ -241,6 +266,10 @@ case "$cmd" in
     ;;
   stop-redis) stop_redis ;;
   start-redis) start_redis ;;
+  pause-redis) signal_tree STOP "$(cat "$RUN/redis.pid" 2>/dev/null)" ;;
+  resume-redis) signal_tree CONT "$(cat "$RUN/redis.pid" 2>/dev/null)" ;;
+  pause-replica) signal_tree STOP "$(pg_pid "$(replica_dir "${1:-1}")")" ;;
+  resume-replica) signal_tree CONT "$(pg_pid "$(replica_dir "${1:-1}")")" ;;
   psql)
     target="${1:-primary}"; shift || true
     case "$target" in
@@ -251,7 +280,7 @@ case "$cmd" in
     exec psql -X -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
     ;;
   *)
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$cmd" ] || exit 2
     ;;
 esac

@@ -29,6 +29,8 @@ pub struct Cluster {
     pub redis: String,
     /// `scripts/cluster.sh`.
     pub script: String,
+    /// A second, independent primary (another database cluster).
+    pub other_primary: Option<String>,
 }
 
 /// A fresh database on the cluster, migrated, visible on every replica.
@@ -69,6 +71,7 @@ pub fn cluster() -> Option<Cluster> {
             replicas: replicas.split(',').map(str::to_owned).collect(),
             redis,
             script,
+            other_primary: std::env::var("SEAWAY_OTHER_PRIMARY_URL").ok(),
         }),
         _ => {
             if std::env::var("SEAWAY_REQUIRE_CLUSTER").is_ok_and(|v| v == "1") {
@@ -122,8 +125,16 @@ impl Cluster {
         );
     }
 
-    /// Every server up, no lag.
+    /// Runs `scripts/cluster.sh ARGS`, whatever it answers.
+    pub fn try_run(&self, args: &[&str]) {
+        let _ = Command::new("bash").arg(&self.script).args(args).output();
+    }
+
+    /// Every server up and running (none paused), no lag.
     pub fn reset(&self) {
+        self.try_run(&["resume-replica", "1"]);
+        self.try_run(&["resume-replica", "2"]);
+        self.try_run(&["resume-redis"]);
         self.run(&["start-primary"]);
         self.run(&["start-replica", "1"]);
         self.run(&["start-replica", "2"]);
