@@ -104,6 +104,7 @@ async fn listen(l2: &L2, cache: &Weak<QueryCache>, ps: redis::aio::PubSub) {
                         if c.epoch().is_some_and(|e| e.text == epoch) {
                             c.catchup.want(crate::lsn::Lsn(lsn));
                             c.versions.apply(tags.into_iter().map(|t| (t, version, lsn)));
+                            c.versions.heard(version);
                         } else if let Some(now) = l2.ensure_epoch().await {
                             // another instance saw a new epoch first
                             c.adopt_epoch(&now);

@@ -203,6 +203,9 @@ pub struct CacheStats {
     pub in_flight: u64,
     /// Invalidations Redis has not taken yet (tags).
     pub pending: u64,
+    /// The newest invalidation version (of the current epoch) applied here:
+    /// two instances with the same figure have applied the same invalidations.
+    pub version: u64,
     /// Entries in L1.
     pub l1_entries: u64,
     /// Weighted size of L1 in bytes.
@@ -615,7 +618,8 @@ impl QueryCache {
     /// done, or later by the resend loop when Redis does not answer).
     pub(crate) fn invalidate_local(&self, tags: &[Moved], lsn: Lsn) -> u64 {
         let c = &self.counters;
-        for m in tags {
+        // the tag every write moves is bookkeeping, not a level
+        for m in tags.iter().filter(|m| m.id != TagId::ANY_WRITE) {
             let (counter, name) = match m.level {
                 Level::Row => (&c.inv_row, "row"),
                 Level::Column => (&c.inv_column, "column"),
@@ -649,6 +653,7 @@ impl QueryCache {
                 Ok(version) => {
                     self.versions
                         .apply(tags.iter().map(|(t, _)| (*t, version, lsn.0)));
+                    self.versions.heard(version);
                     let ids: Vec<TagId> = tags.iter().map(|(t, _)| *t).collect();
                     self.versions.confirm(&ids, generation);
                     return true;
@@ -747,6 +752,7 @@ impl QueryCache {
             oversize: c.oversize.load(Relaxed),
             in_flight: self.flights.len() as u64,
             pending: self.versions.pending().len() as u64,
+            version: self.versions.newest(),
             l1_entries: self.l1.entry_count(),
             l1_bytes: self.l1.weighted_size(),
             l2_enabled: self.l2.is_some(),

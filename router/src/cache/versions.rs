@@ -45,6 +45,8 @@ pub(crate) struct Versions {
     generation: AtomicU64,
     /// The generation at which L1 was last emptied.
     cleared_at: AtomicU64,
+    /// The largest Redis version applied here.
+    newest: AtomicU64,
     /// Local writes Redis has not taken: tag -> (is a row tag, LSN, the
     /// generation of the latest such write).
     pending: Mutex<HashMap<TagId, (bool, u64, u64)>>,
@@ -56,6 +58,7 @@ impl Default for Versions {
             tags: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(1),
             cleared_at: AtomicU64::new(0),
+            newest: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
         }
     }
@@ -170,6 +173,19 @@ impl Versions {
             .unwrap_or_default()
     }
 
+    /// A whole invalidation of version `v` was applied (from the bus, or
+    /// the reply to this instance's own).
+    pub(crate) fn heard(&self, v: u64) {
+        self.newest.fetch_max(v, Relaxed);
+    }
+
+    /// The newest whole invalidation applied here (messages arrive in
+    /// version order, so every earlier one was applied too, while the bus
+    /// stayed up).
+    pub(crate) fn newest(&self) -> u64 {
+        self.newest.load(Relaxed)
+    }
+
     /// Whether any write waits for Redis.
     pub(crate) fn has_pending(&self) -> bool {
         self.pending.lock().map(|p| !p.is_empty()).unwrap_or(false)
@@ -198,6 +214,7 @@ impl Versions {
     /// invalidation's LSN (a replica behind one still cannot fill), and
     /// invalidate every entry.
     pub(crate) fn reset(&self) {
+        self.newest.store(0, Relaxed);
         if let Ok(mut map) = self.tags.write() {
             for s in map.values_mut() {
                 s.version = 0;
