@@ -2,8 +2,8 @@
 # The HTTP load benchmark of BENCHMARKS.md: seeds the cluster's primary with
 # 10,000 profiles, 100,000 stories and 200,000 follows, starts the service
 # (release build) against the primary, two replicas and Redis, and runs wrk at
-# 64 connections: (a) the read mix, (b) the read mix with 5% writes, (c) the
-# read mix with the cache disabled. Prints one RESULT line per run, plus the
+# 64 connections: (a) the read mix, (b) the read mix with 5% title writes,
+# (c) the read mix with the cache disabled, (d) the read mix with 10% views. Prints one RESULT line per run, plus the
 # cache hit rate, the replica share of reads and the service's peak RSS.
 #
 # Usage: scripts/loadtest.sh [SECONDS]   (default 20 per run)
@@ -41,16 +41,16 @@ for r in ${READ_REPLICA_URLS//,/ }; do
 done
 
 run() {
-  local name=$1 ttl=$2 write_pct=$3 pid
+  local name=$1 ttl=$2 write_pct=$3 view_pct=${4:-0} pid
   LISTEN_ADDR="127.0.0.1:$PORT" CACHE_TTL_SECS="$ttl" SEAWAY_CACHE_PREFIX="load-$name-$$" \
     RUST_LOG=warn $BIN serve >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do curl -fs "127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
   # warm-up (not measured), then the measured run
-  WRITE_PCT=$write_pct wrk -t2 -c64 -d3s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" >/dev/null
+  WRITE_PCT=$write_pct VIEW_PCT=$view_pct wrk -t2 -c64 -d3s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" >/dev/null
   curl -fs "127.0.0.1:$PORT/stats" >"/tmp/seaway-load-before-$name.json"
-  echo "== ($name) cache ttl=$ttl writes=${write_pct}% for ${DURATION}s at 64 connections"
-  WRITE_PCT=$write_pct wrk -t2 -c64 -d"${DURATION}s" --timeout 5s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" | grep RESULT
+  echo "== ($name) cache ttl=$ttl writes=${write_pct}% views=${view_pct}% for ${DURATION}s at 64 connections"
+  WRITE_PCT=$write_pct VIEW_PCT=$view_pct wrk -t2 -c64 -d"${DURATION}s" --timeout 5s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" | grep RESULT
   curl -fs "127.0.0.1:$PORT/stats" >"/tmp/seaway-load-after-$name.json"
   python3 - "$name" <<'PY'
 import json, sys
@@ -69,3 +69,4 @@ PY
 run a 300 0
 run b 300 5
 run c 0 0
+run d 300 0 10

@@ -35,7 +35,12 @@ async fn replicated_story(t: &TestDb, db: &Db, title: &str) -> i64 {
 
 /// Story `id`'s title through the cache from a replica, in a fresh scope
 /// (or in `scope`), with a filter that makes the query take `slow`.
-async fn read(db: &Db, id: i64, slow: Option<f64>, scope: Option<Scope>) -> (Option<String>, CacheOutcome) {
+async fn read(
+    db: &Db,
+    id: i64,
+    slow: Option<f64>,
+    scope: Option<Scope>,
+) -> (Option<String>, CacheOutcome) {
     let scope = scope.unwrap_or_default();
     let mut q = Story::find_by_id(id);
     if let Some(s) = slow {
@@ -44,7 +49,10 @@ async fn read(db: &Db, id: i64, slow: Option<f64>, scope: Option<Scope>) -> (Opt
     let m = scope
         .run(async { q.using_replica().cached().one(db).await.expect("read") })
         .await;
-    (m.map(|m| m.title), scope.state().last_cache().expect("outcome"))
+    (
+        m.map(|m| m.title),
+        scope.state().last_cache().expect("outcome"),
+    )
 }
 
 async fn set_title(db: &Db, id: i64, t: &str) -> Scope {
@@ -83,12 +91,15 @@ async fn replayed(t: &TestDb, lsn: &str) {
         let r = t.replica(i).await;
         let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn AS ok");
         wait_for(Duration::from_secs(10), || async {
-            r.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql.clone()))
-                .await
-                .ok()
-                .flatten()
-                .and_then(|row| row.try_get::<bool>("", "ok").ok())
-                .unwrap_or(false)
+            r.query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                sql.clone(),
+            ))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|row| row.try_get::<bool>("", "ok").ok())
+            .unwrap_or(false)
         })
         .await
         .expect("replayed");
@@ -117,7 +128,11 @@ async fn a_replica_read_whose_snapshot_predates_a_write_is_never_stored() {
         // a tokenless read, at once: its snapshot predates the write, and it
         // returns after the replica replayed it
         let (seen, _) = read(&db, id, Some(0.4), None).await;
-        assert_ne!(seen.as_deref(), Some(want.as_str()), "round {round}: the query was meant to start before replay");
+        assert_ne!(
+            seen.as_deref(),
+            Some(want.as_str()),
+            "round {round}: the query was meant to start before replay"
+        );
         replayed(&t, &primary_lsn(&t).await).await;
         let (after, outcome) = read(&db, id, Some(0.4), None).await;
         if after.as_deref() != Some(want.as_str()) {
@@ -126,7 +141,10 @@ async fn a_replica_read_whose_snapshot_predates_a_write_is_never_stored() {
         }
     }
     let s = db.cache_stats().await;
-    println!("20 rounds: {stale} stale reads after catch-up, {} fills refused for lag", s.refused_lag);
+    println!(
+        "20 rounds: {stale} stale reads after catch-up, {} fills refused for lag",
+        s.refused_lag
+    );
     assert_eq!(stale, 0, "no stale fill was stored");
     assert!(s.refused_lag >= 20, "each pre-write snapshot was refused");
     c.reset();
@@ -151,14 +169,24 @@ async fn a_token_holder_joining_a_tokenless_flight_gets_the_write() {
         let db = db.clone();
         tokio::spawn(async move { read(&db, id, Some(0.5), None).await })
     };
-    wait_for(Duration::from_secs(2), || async { db.loads_in_flight() > 0 })
-        .await
-        .expect("the tokenless load is in flight");
+    wait_for(Duration::from_secs(2), || async {
+        db.loads_in_flight() > 0
+    })
+    .await
+    .expect("the tokenless load is in flight");
     let scope = db.verify_token(&token).await.expect("our token");
     let (seen, _) = read(&db, id, Some(0.5), Some(scope)).await;
-    assert_eq!(seen.as_deref(), Some("new"), "the token holder gets the write");
+    assert_eq!(
+        seen.as_deref(),
+        Some("new"),
+        "the token holder gets the write"
+    );
     let (old, _) = tokenless.await.expect("join");
-    assert_eq!(old.as_deref(), Some("old"), "the tokenless read saw the lagging replica");
+    assert_eq!(
+        old.as_deref(),
+        Some("old"),
+        "the tokenless read saw the lagging replica"
+    );
     c.reset();
 }
 
@@ -179,9 +207,15 @@ async fn get(r: &axum::Router, path: &str, token: Option<&str>) -> (StatusCode, 
     if let Some(t) = token {
         req = req.header("x-consistency-token", t);
     }
-    let resp = r.clone().oneshot(req.body(Body::empty()).expect("req")).await.expect("resp");
+    let resp = r
+        .clone()
+        .oneshot(req.body(Body::empty()).expect("req"))
+        .await
+        .expect("resp");
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
     (status, serde_json::from_slice(&bytes).unwrap_or_default())
 }
 
@@ -203,7 +237,10 @@ async fn forged_tokens_are_refused_and_move_no_load() {
         let forged = match n % 4 {
             0 => format!("FFFFFFF0/{n:08X}"),
             1 => format!("s1.{}", "f".repeat(76)),
-            2 => format!("s1.01000000000000000000000000ffffffff{n:08x}{}", "0".repeat(32)),
+            2 => format!(
+                "s1.01000000000000000000000000ffffffff{n:08x}{}",
+                "0".repeat(32)
+            ),
             _ => "0/0".to_owned(),
         };
         let (status, body) = get(&r, &format!("/stories/{id}"), Some(&forged)).await;
@@ -213,19 +250,33 @@ async fn forged_tokens_are_refused_and_move_no_load() {
         }
     }
     let after = db.routing_stats();
-    println!("forged tokens: {refused} of 100 refused; primary reads {} -> {}", before.primary_reads, after.primary_reads);
+    println!(
+        "forged tokens: {refused} of 100 refused; primary reads {} -> {}",
+        before.primary_reads, after.primary_reads
+    );
     assert_eq!(refused, 100);
-    assert_eq!(after.primary_reads, before.primary_reads, "no forged token moved a read to the primary");
+    assert_eq!(
+        after.primary_reads, before.primary_reads,
+        "no forged token moved a read to the primary"
+    );
     let stats = db.cache_stats().await;
-    assert_eq!(stats.loads, stats_before.loads, "nothing was loaded, so nothing stored");
+    assert_eq!(
+        stats.loads, stats_before.loads,
+        "nothing was loaded, so nothing stored"
+    );
 
     // another cluster, the same secret: the signature holds, the cluster does not
     let Some(other) = &c.other_primary else {
         panic!("the cluster script starts a second primary")
     };
-    let o = Db::connect(seaway::Config::builder().database_url(other).token_secret(&secret).build())
-        .await
-        .expect("other");
+    let o = Db::connect(
+        seaway::Config::builder()
+            .database_url(other)
+            .token_secret(&secret)
+            .build(),
+    )
+    .await
+    .expect("other");
     let scope = Scope::new();
     scope
         .run(async {
@@ -253,16 +304,26 @@ async fn a_redis_restart_never_makes_an_old_entry_valid() {
     let t = c.fresh_db("epoch").await;
     // B reads through L2 only, so that what Redis holds is what it serves
     let a = Db::connect(t.config().build()).await.expect("a");
-    let b = Db::connect(t.config().l1_max_bytes(0).build()).await.expect("b");
+    let b = Db::connect(t.config().l1_max_bytes(0).build())
+        .await
+        .expect("b");
     let id = replicated_story(&t, &a, "old").await;
     assert_eq!(read(&a, id, None, None).await.0.as_deref(), Some("old"));
-    wait_for(Duration::from_secs(2), || async { read(&b, id, None, None).await.1 == CacheOutcome::HitL2 })
-        .await
-        .expect("B serves it from L2");
+    wait_for(Duration::from_secs(2), || async {
+        read(&b, id, None, None).await.1 == CacheOutcome::HitL2
+    })
+    .await
+    .expect("B serves it from L2");
     // a snapshot with the entry valid in it
     let client = redis::Client::open(t.redis_url.as_str()).expect("redis");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("conn");
-    let _: () = redis::cmd("SAVE").query_async(&mut conn).await.expect("save");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let _: () = redis::cmd("SAVE")
+        .query_async(&mut conn)
+        .await
+        .expect("save");
     drop(conn);
     set_title(&a, id, "new").await;
     for i in 0..10 {
@@ -289,13 +350,18 @@ async fn a_redis_restart_never_makes_an_old_entry_valid() {
     }
     replayed(&t, &primary_lsn(&t).await).await;
     for db in [&a, &b] {
-        wait_for(Duration::from_secs(3), || async { read(db, id, None, None).await.0.as_deref() == Some("after11") })
-            .await
-            .expect("the last write is seen");
+        wait_for(Duration::from_secs(3), || async {
+            read(db, id, None, None).await.0.as_deref() == Some("after11")
+        })
+        .await
+        .expect("the last write is seen");
     }
     println!("restored snapshot: {stale} reads of the old entry");
     assert_eq!(stale, 0, "no instance served the snapshot's old entry");
-    let _ = std::fs::remove_file(format!("{}/../target/seaway-cluster/redis/dump.rdb", env!("CARGO_MANIFEST_DIR")));
+    let _ = std::fs::remove_file(format!(
+        "{}/../target/seaway-cluster/redis/dump.rdb",
+        env!("CARGO_MANIFEST_DIR")
+    ));
     c.reset();
 }
 
@@ -307,14 +373,20 @@ async fn seen_on_b_after(a: &Db, b: &Db, id: i64, want: &str) -> Duration {
         if read(b, id, None, None).await.0.as_deref() == Some(want) {
             return write.elapsed();
         }
-        assert!(write.elapsed() < Duration::from_secs(10), "B never saw {want}");
+        assert!(
+            write.elapsed() < Duration::from_secs(10),
+            "B never saw {want}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 async fn redis_cmd(t: &TestDb, args: &[&str]) {
     let client = redis::Client::open(t.redis_url.as_str()).expect("redis");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("conn");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
         cmd.arg(*a);
@@ -338,14 +410,22 @@ async fn a_deaf_instance_sees_writes_within_the_short_ttl() {
     read(&b, id, None, None).await;
     redis_cmd(&t, &["ACL", "SETUSER", "default", "-publish"]).await;
     let took = seen_on_b_after(&a, &b, id, "acl").await;
-    let down = wait_for(Duration::from_secs(2), || async { !b.health().await.cache.bus_healthy }).await;
+    let down = wait_for(Duration::from_secs(2), || async {
+        !b.health().await.cache.bus_healthy
+    })
+    .await;
     redis_cmd(&t, &["ACL", "SETUSER", "default", "+publish"]).await;
-    println!("PUBLISH denied: B saw the write after {took:?}; bus shown down: {}", down.is_ok());
+    println!(
+        "PUBLISH denied: B saw the write after {took:?}; bus shown down: {}",
+        down.is_ok()
+    );
     assert!(took <= bound, "B saw the write after {took:?}");
     assert!(down.is_ok(), "/health showed the bus down");
-    wait_for(Duration::from_secs(5), || async { b.health().await.cache.bus_healthy })
-        .await
-        .expect("the bus comes back");
+    wait_for(Duration::from_secs(5), || async {
+        b.health().await.cache.bus_healthy
+    })
+    .await
+    .expect("the bus comes back");
 
     read(&b, id, None, None).await;
     c.run(&["pause-redis"]);
@@ -370,7 +450,9 @@ async fn a_write_whose_client_goes_away_still_invalidates_every_instance() {
     let _g = c.exclusive().await;
     let t = c.fresh_db("cancel").await;
     let a = Db::connect(t.config().build()).await.expect("a");
-    let b = Db::connect(t.config().l1_max_bytes(0).build()).await.expect("b");
+    let b = Db::connect(t.config().l1_max_bytes(0).build())
+        .await
+        .expect("b");
     let id = replicated_story(&t, &a, "v0").await;
     // the client goes away at each of these moments of its request
     for (round, after_ms) in [0u64, 1, 2, 4, 8, 50].into_iter().enumerate() {
@@ -390,7 +472,12 @@ async fn a_write_whose_client_goes_away_still_invalidates_every_instance() {
         let _ = tokio::time::timeout(Duration::from_millis(after_ms), write).await;
         // whether the write reached PostgreSQL before its client went
         let committed = wait_for(Duration::from_millis(500), || async {
-            Story::find_by_id(id).one(a.primary()).await.ok().flatten().map(|m| m.title)
+            Story::find_by_id(id)
+                .one(a.primary())
+                .await
+                .ok()
+                .flatten()
+                .map(|m| m.title)
                 == Some(want.clone())
         })
         .await
@@ -404,9 +491,11 @@ async fn a_write_whose_client_goes_away_still_invalidates_every_instance() {
         replayed(&t, &primary_lsn(&t).await).await;
         // once B's bus is back it reads Redis again: it sees the write only
         // if A's invalidation reached Redis
-        wait_for(Duration::from_secs(5), || async { b.health().await.cache.bus_healthy })
-            .await
-            .expect("B's bus is back");
+        wait_for(Duration::from_secs(5), || async {
+            b.health().await.cache.bus_healthy
+        })
+        .await
+        .expect("B's bus is back");
         for (name, db) in [("A", &a), ("B", &b)] {
             wait_for(Duration::from_secs(2), || async {
                 read(db, id, None, None).await.0.as_deref() == Some(want.as_str())
@@ -414,7 +503,9 @@ async fn a_write_whose_client_goes_away_still_invalidates_every_instance() {
             .await
             .unwrap_or_else(|_| panic!("round {round} (gone after {after_ms} ms, committed: {committed}): {name} still serves {before}"));
         }
-        println!("round {round}: client gone after {after_ms} ms, write committed: {committed}, seen on both");
+        println!(
+            "round {round}: client gone after {after_ms} ms, write committed: {committed}, seen on both"
+        );
     }
     c.reset();
 }
@@ -458,7 +549,11 @@ async fn a_stopped_replica_holds_no_read_past_the_statement_timeout() {
                     let id = ids[(n as usize + w) % ids.len()];
                     let t0 = Instant::now();
                     let r = if n % 2 == 0 {
-                        Story::find_by_id(id).using_replica().one(&db).await.map(|_| ())
+                        Story::find_by_id(id)
+                            .using_replica()
+                            .one(&db)
+                            .await
+                            .map(|_| ())
                     } else {
                         // distinct keys: cached loads that miss
                         Story::find()
@@ -489,7 +584,10 @@ async fn a_stopped_replica_holds_no_read_past_the_statement_timeout() {
         }
     })
     .await;
-    assert!(joined.is_ok(), "a read still hangs 10 s after the load ended");
+    assert!(
+        joined.is_ok(),
+        "a read still hangs 10 s after the load ended"
+    );
     let failed = all.iter().filter(|(_, ok)| !ok).count();
     let mut lat: Vec<Duration> = all.iter().map(|(d, _)| *d).collect();
     lat.sort();
@@ -501,9 +599,15 @@ async fn a_stopped_replica_holds_no_read_past_the_statement_timeout() {
         db.loads_in_flight()
     );
     assert!(p99 < timeout + Duration::from_secs(1), "p99 {p99:?}");
-    assert!(max < timeout + Duration::from_secs(1), "the slowest read took {max:?}");
+    assert!(
+        max < timeout + Duration::from_secs(1),
+        "the slowest read took {max:?}"
+    );
     let held = lat.iter().filter(|d| **d >= timeout).count();
-    assert!(held > 0, "no read met the stopped replica: the fault was not exercised");
+    assert!(
+        held > 0,
+        "no read met the stopped replica: the fault was not exercised"
+    );
     assert_eq!(failed, 0, "no read failed");
     assert_eq!(db.loads_in_flight(), 0, "no load entry leaked");
     c.reset();
@@ -517,16 +621,27 @@ async fn two_databases_on_one_redis_never_share_an_entry() {
     let _g = c.shared().await;
     let t1 = c.fresh_db("ns_one").await;
     let t2 = c.fresh_db("ns_two").await;
-    let one = Db::connect(t1.config().key_prefix(seaway::defaults::DEFAULT_KEY_PREFIX).build())
-        .await
-        .expect("one");
-    let two = Db::connect(t2.config().key_prefix(seaway::defaults::DEFAULT_KEY_PREFIX).build())
-        .await
-        .expect("two");
+    let one = Db::connect(
+        t1.config()
+            .key_prefix(seaway::defaults::DEFAULT_KEY_PREFIX)
+            .build(),
+    )
+    .await
+    .expect("one");
+    let two = Db::connect(
+        t2.config()
+            .key_prefix(seaway::defaults::DEFAULT_KEY_PREFIX)
+            .build(),
+    )
+    .await
+    .expect("two");
     let id1 = replicated_story(&t1, &one, "from one").await;
     let id2 = replicated_story(&t2, &two, "from two").await;
     assert_eq!(id1, id2, "the same id, so the same SQL and values");
-    assert_eq!(read(&one, id1, None, None).await.0.as_deref(), Some("from one"));
+    assert_eq!(
+        read(&one, id1, None, None).await.0.as_deref(),
+        Some("from one")
+    );
     let (seen, outcome) = read(&two, id2, None, None).await;
     assert_eq!(seen.as_deref(), Some("from two"), "served from {outcome:?}");
     assert_eq!(outcome, CacheOutcome::Miss);
@@ -538,24 +653,48 @@ async fn an_entry_over_the_size_bound_is_served_but_not_stored_in_l2() {
     let Some(c) = cluster() else { return };
     let _g = c.shared().await;
     let t = c.fresh_db("oversize").await;
-    let db = Db::connect(t.config().max_entry_bytes(500).build()).await.expect("db");
+    let db = Db::connect(t.config().max_entry_bytes(500).build())
+        .await
+        .expect("db");
     for i in 0..20 {
         replicated_story(&t, &db, &format!("a rather long title number {i:04}")).await;
     }
-    let rows = Story::find().using_replica().cached().all(&db).await.expect("read");
+    let rows = Story::find()
+        .using_replica()
+        .cached()
+        .all(&db)
+        .await
+        .expect("read");
     assert_eq!(rows.len(), 20, "served");
-    let small = Story::find().limit(1).using_replica().cached().all(&db).await.expect("read");
+    let small = Story::find()
+        .limit(1)
+        .using_replica()
+        .cached()
+        .all(&db)
+        .await
+        .expect("read");
     assert_eq!(small.len(), 1);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let client = redis::Client::open(t.redis_url.as_str()).expect("redis");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("conn");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:*:q:*", t.prefix))
         .query_async(&mut conn)
         .await
         .expect("keys");
     let stats = db.cache_stats().await;
-    println!("over the bound: {} entries in Redis, oversize {}", keys.len(), stats.oversize);
-    assert_eq!(keys.len(), 1, "only the small result went to Redis: {keys:?}");
+    println!(
+        "over the bound: {} entries in Redis, oversize {}",
+        keys.len(),
+        stats.oversize
+    );
+    assert_eq!(
+        keys.len(),
+        1,
+        "only the small result went to Redis: {keys:?}"
+    );
     assert_eq!(stats.oversize, 1);
 }

@@ -17,9 +17,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sea_orm::sea_query::{Expr, ExprTrait, NullOrdering, OnConflict, Order, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
+    Set, TransactionTrait,
 };
 use seaway::Db;
 use seaway::prelude::*;
@@ -30,7 +30,9 @@ const GENRES: &[Option<&str>] = &[None, Some("a"), Some("b"), Some("c")];
 const TITLES: &[&str] = &["alpha", "beta", "gamma", "delta", "epsilon"];
 
 fn at(n: i64) -> chrono::DateTime<Utc> {
-    Utc.timestamp_opt(1_700_000_000 + n, 0).single().expect("time")
+    Utc.timestamp_opt(1_700_000_000 + n, 0)
+        .single()
+        .expect("time")
 }
 
 async fn ids<E: EntityTrait>(p: &DatabaseConnection, col: impl ColumnTrait) -> Vec<i64> {
@@ -44,11 +46,20 @@ async fn ids<E: EntityTrait>(p: &DatabaseConnection, col: impl ColumnTrait) -> V
 }
 
 fn pick(rng: &mut StdRng, v: &[i64]) -> i64 {
-    if v.is_empty() { 1 } else { v[rng.random_range(0..v.len())] }
+    if v.is_empty() {
+        1
+    } else {
+        v[rng.random_range(0..v.len())]
+    }
 }
 
 /// One write, through `c` (a `Db` or a transaction on one).
-async fn write<C: ConnectionTrait>(rng: &mut StdRng, c: &C, p: &DatabaseConnection, n: i64) -> String {
+async fn write<C: ConnectionTrait>(
+    rng: &mut StdRng,
+    c: &C,
+    p: &DatabaseConnection,
+    n: i64,
+) -> String {
     let profiles = ids::<Profile>(p, profile::Column::Id).await;
     let stories = ids::<Story>(p, story::Column::Id).await;
     let kind = rng.random_range(0..14);
@@ -72,7 +83,11 @@ async fn write<C: ConnectionTrait>(rng: &mut StdRng, c: &C, p: &DatabaseConnecti
         2 | 3 => {
             // an update of a random set of columns of one row, as SeaORM's
             // ActiveModel sends it
-            match Story::find_by_id(pick(rng, &stories)).one(p).await.expect("row") {
+            match Story::find_by_id(pick(rng, &stories))
+                .one(p)
+                .await
+                .expect("row")
+            {
                 Some(m) => {
                     let mut am = m.into_active_model();
                     if rng.random_bool(0.5) {
@@ -85,7 +100,8 @@ async fn write<C: ConnectionTrait>(rng: &mut StdRng, c: &C, p: &DatabaseConnecti
                         am.featured = Set(rng.random_bool(0.5));
                     }
                     if rng.random_bool(0.3) {
-                        am.genre = Set(GENRES[rng.random_range(0..GENRES.len())].map(str::to_owned));
+                        am.genre =
+                            Set(GENRES[rng.random_range(0..GENRES.len())].map(str::to_owned));
                     }
                     if rng.random_bool(0.3) {
                         am.published_at = Set(Some(at(rng.random_range(0..50))));
@@ -97,7 +113,10 @@ async fn write<C: ConnectionTrait>(rng: &mut StdRng, c: &C, p: &DatabaseConnecti
             }
         }
         4 => Story::update_many()
-            .col_expr(story::Column::ViewCount, Expr::col(story::Column::ViewCount).add(1))
+            .col_expr(
+                story::Column::ViewCount,
+                Expr::col(story::Column::ViewCount).add(1),
+            )
             .filter(story::Column::Id.eq(pick(rng, &stories)))
             .exec(c)
             .await
@@ -108,7 +127,10 @@ async fn write<C: ConnectionTrait>(rng: &mut StdRng, c: &C, p: &DatabaseConnecti
             .exec(c)
             .await
             .map(|_| ()),
-        6 => Story::delete_by_id(pick(rng, &stories)).exec(c).await.map(|_| ()),
+        6 => Story::delete_by_id(pick(rng, &stories))
+            .exec(c)
+            .await
+            .map(|_| ()),
         7 => Story::delete_many()
             .filter(story::Column::Genre.eq(GENRES[rng.random_range(1..GENRES.len())]))
             .filter(story::Column::ViewCount.gt(3))
@@ -134,12 +156,18 @@ async fn write<C: ConnectionTrait>(rng: &mut StdRng, c: &C, p: &DatabaseConnecti
                 };
                 let q = Follow::insert(row);
                 let q = if rng.random_bool(0.5) {
-                    q.on_conflict_do_nothing().exec_without_returning(c).await.map(|_| ())
+                    q.on_conflict_do_nothing()
+                        .exec_without_returning(c)
+                        .await
+                        .map(|_| ())
                 } else {
                     q.on_conflict(
-                        OnConflict::columns([follow::Column::FollowerId, follow::Column::FollowingId])
-                            .update_column(follow::Column::CreatedAt)
-                            .to_owned(),
+                        OnConflict::columns([
+                            follow::Column::FollowerId,
+                            follow::Column::FollowingId,
+                        ])
+                        .update_column(follow::Column::CreatedAt)
+                        .to_owned(),
                     )
                     .exec_without_returning(c)
                     .await
@@ -167,17 +195,26 @@ async fn write<C: ConnectionTrait>(rng: &mut StdRng, c: &C, p: &DatabaseConnecti
         .await
         .map(|_| ()),
         11 => Profile::update_many()
-            .col_expr(profile::Column::DisplayName, Expr::value(TITLES[rng.random_range(0..TITLES.len())]))
+            .col_expr(
+                profile::Column::DisplayName,
+                Expr::value(TITLES[rng.random_range(0..TITLES.len())]),
+            )
             .filter(profile::Column::Id.eq(pick(rng, &profiles)))
             .exec_with_returning(c)
             .await
             .map(|_| ()),
         12 if profiles.len() > 4 && rng.random_bool(0.3) => {
             // a cascade: its stories and follows go with it
-            Profile::delete_by_id(pick(rng, &profiles)).exec(c).await.map(|_| ())
+            Profile::delete_by_id(pick(rng, &profiles))
+                .exec(c)
+                .await
+                .map(|_| ())
         }
         _ => Story::update_many()
-            .col_expr(story::Column::ViewCount, Expr::col(story::Column::ViewCount).add(1))
+            .col_expr(
+                story::Column::ViewCount,
+                Expr::col(story::Column::ViewCount).add(1),
+            )
             .filter(story::Column::Id.eq(pick(rng, &stories)))
             .exec_with_returning(c)
             .await
@@ -204,13 +241,26 @@ async fn read(rng: &mut StdRng, db: &Db, p: &DatabaseConnection) -> (String, Str
     macro_rules! both {
         ($q:expr, $term:ident) => {{
             let q = $q;
-            let cached = q.clone().using_replica().cached().$term(db).await.expect("cached");
+            let cached = q
+                .clone()
+                .using_replica()
+                .cached()
+                .$term(db)
+                .await
+                .expect("cached");
             let plain = q.$term(p).await.expect("plain");
-            (format!("r{kind}"), format!("{cached:?}"), format!("{plain:?}"))
+            (
+                format!("r{kind}"),
+                format!("{cached:?}"),
+                format!("{plain:?}"),
+            )
         }};
     }
     match kind {
-        0 => both!(Story::find_by_id(rng.random_range(1..=Ord::min(max, 40) + 2)), one),
+        0 => both!(
+            Story::find_by_id(rng.random_range(1..=Ord::min(max, 40) + 2)),
+            one
+        ),
         1 => both!(
             Story::find()
                 .filter(story::Column::Published.eq(rng.random_bool(0.5)))
@@ -236,7 +286,13 @@ async fn read(rng: &mut StdRng, db: &Db, p: &DatabaseConnection) -> (String, Str
         ),
         4 => {
             let q = Story::find().filter(story::Column::AuthorId.eq(pick(rng, &profiles)));
-            let cached = q.clone().using_replica().cached().count(db).await.expect("cached");
+            let cached = q
+                .clone()
+                .using_replica()
+                .cached()
+                .count(db)
+                .await
+                .expect("cached");
             let plain = q.count(p).await.expect("plain");
             ("r4".into(), cached.to_string(), plain.to_string())
         }
@@ -244,7 +300,13 @@ async fn read(rng: &mut StdRng, db: &Db, p: &DatabaseConnection) -> (String, Str
             let q = Story::find()
                 .filter(story::Column::Published.eq(true))
                 .filter(story::Column::Featured.eq(true));
-            let cached = q.clone().using_replica().cached().count(db).await.expect("cached");
+            let cached = q
+                .clone()
+                .using_replica()
+                .cached()
+                .count(db)
+                .await
+                .expect("cached");
             let plain = q.count(p).await.expect("plain");
             ("r5".into(), cached.to_string(), plain.to_string())
         }
@@ -314,15 +376,21 @@ async fn settle(t: &TestDb, a: &Db, b: &Db) {
         .expect("lsn")
         .expect("row");
     let lsn: String = row.try_get("", "l").expect("l");
-    for r in [a.replica_pool("replica1"), a.replica_pool("replica2")].into_iter().flatten() {
+    for r in [a.replica_pool("replica1"), a.replica_pool("replica2")]
+        .into_iter()
+        .flatten()
+    {
         let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn AS ok");
         wait_for(Duration::from_secs(10), || async {
-            r.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql.clone()))
-                .await
-                .ok()
-                .flatten()
-                .and_then(|row| row.try_get::<bool>("", "ok").ok())
-                .unwrap_or(false)
+            r.query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                sql.clone(),
+            ))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|row| row.try_get::<bool>("", "ok").ok())
+            .unwrap_or(false)
         })
         .await
         .expect("replayed");
@@ -348,7 +416,9 @@ async fn cached_reads_equal_the_primary_after_every_write() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
-    println!("differential run: seed {seed} (SEAWAY_DIFF_SEED={seed} replays it), {ops} operations");
+    println!(
+        "differential run: seed {seed} (SEAWAY_DIFF_SEED={seed} replays it), {ops} operations"
+    );
     let mut rng = StdRng::seed_from_u64(seed);
     let cfg = || t.config().max_replica_lag(Duration::from_secs(60)).build();
     let a = Db::connect(cfg()).await.expect("a");
@@ -413,7 +483,13 @@ async fn cached_reads_equal_the_primary_after_every_write() {
         sa.invalidations_by_level,
         sb.invalidations_by_level,
     );
-    assert!(diffs.is_empty(), "seed {seed}: cached reads differed from the primary at ops {diffs:?}");
+    assert!(
+        diffs.is_empty(),
+        "seed {seed}: cached reads differed from the primary at ops {diffs:?}"
+    );
     let hits = sa.l1_hits + sa.l2_hits + sb.l1_hits + sb.l2_hits;
-    assert!(hits * 10 > reads as u64, "the cache answered too few reads ({hits} of {reads}) to test it");
+    assert!(
+        hits * 10 > reads as u64,
+        "the cache answered too few reads ({hits} of {reads}) to test it"
+    );
 }

@@ -1144,3 +1144,196 @@ async fn with_the_primary_down_health_is_503_writes_fail_clearly_and_replica_rea
     .expect("healthy again");
     cl.reset();
 }
+
+/// What a tokenless read answers now: (cache outcome, body).
+async fn tokenless(c: &Client, path: &str) -> (String, Value) {
+    let r = c.raw(Method::GET, path, Body::empty(), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+    (r.header("x-cache").unwrap_or("-").to_owned(), r.body)
+}
+
+/// Until `path` is answered from L1.
+async fn warm(c: &Client, path: &str) {
+    seaway_tests::wait_for(Duration::from_secs(5), || async {
+        tokenless(c, path).await.0 == "hit-l1"
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{path} never cached"));
+}
+
+/// The paths still answered from L1, of `paths`.
+async fn still_cached(c: &Client, paths: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if tokenless(c, p).await.0 == "hit-l1" {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_write_empties_only_what_it_can_change() {
+    let Some(cl) = cluster() else { return };
+    let _g = cl.shared().await;
+    let t = cl.fresh_db("precise").await;
+    let c = pg_client(&t, Duration::from_secs(60)).await;
+    let mut profiles = Vec::new();
+    for i in 0..11 {
+        let r = c
+            .post(
+                "/profiles",
+                json!({"username": format!("p{i}"), "display_name": "P"}),
+            )
+            .await;
+        profiles.push(r.body["id"].as_i64().expect("id"));
+    }
+    let mut stories = Vec::new();
+    for i in 0..12 {
+        let r = c
+            .post(
+                "/stories",
+                json!({"author_id": profiles[i % 3], "title": format!("s{i}"), "body": "b", "published": true}),
+            )
+            .await;
+        stories.push(r.body["id"].as_i64().expect("id"));
+    }
+    c.post(
+        &format!("/profiles/{}/following/{}", profiles[5], profiles[0]),
+        json!({}),
+    )
+    .await;
+    let profile_paths: Vec<String> = profiles[1..]
+        .iter()
+        .map(|p| format!("/profiles/{p}"))
+        .collect();
+    let story_paths: Vec<String> = stories[1..]
+        .iter()
+        .map(|s| format!("/stories/{s}"))
+        .collect();
+    // the newest five (stories[7..12]) and the five before them
+    let newest = "/stories?published=true&limit=5".to_owned();
+    let older = "/stories?published=true&limit=5&offset=5".to_owned();
+    let feed = format!("/profiles/{}/feed", profiles[5]);
+    let followers = format!("/profiles/{}/followers", profiles[0]);
+    let all: Vec<String> = profile_paths
+        .iter()
+        .chain(&story_paths)
+        .chain([&newest, &older, &feed, &followers])
+        .cloned()
+        .collect();
+    let rewarm = || async {
+        for p in &all {
+            warm(&c, p).await;
+        }
+    };
+    rewarm().await;
+
+    // PATCH {}: a locking read and an update of updated_at, of one story
+    let r = c
+        .call(
+            Method::PATCH,
+            &format!("/stories/{}", stories[0]),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let kept = still_cached(&c, &profile_paths).await;
+    assert_eq!(
+        kept.len(),
+        10,
+        "PATCH {{}} of a story left every profile cached"
+    );
+    let kept = still_cached(&c, &story_paths).await;
+    assert_eq!(kept.len(), 11, "and every other story");
+
+    // a view of one story: that story and the pages that hold it
+    let viewed = stories[11]; // on the newest page
+    let r = c.post(&format!("/stories/{viewed}/views"), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let others: Vec<String> = story_paths
+        .iter()
+        .filter(|p| **p != format!("/stories/{viewed}"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        still_cached(&c, &others).await.len(),
+        10,
+        "a view left the other stories cached"
+    );
+    assert_eq!(
+        still_cached(&c, &profile_paths).await.len(),
+        10,
+        "and every profile"
+    );
+    assert_eq!(
+        still_cached(&c, &[older.clone(), followers.clone()])
+            .await
+            .len(),
+        2,
+        "and the pages without it"
+    );
+    assert_eq!(tokenless(&c, &format!("/stories/{viewed}")).await.0, "miss");
+    assert_eq!(
+        tokenless(&c, &newest).await.0,
+        "miss",
+        "the page that holds it"
+    );
+    rewarm().await;
+
+    // a profile's display name: no story, follow list of others, or feed
+    let r = c
+        .call(
+            Method::PATCH,
+            &format!("/profiles/{}", profiles[4]),
+            Some(json!({"display_name": "Q"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        still_cached(&c, &story_paths).await.len(),
+        11,
+        "no story moved"
+    );
+    assert_eq!(
+        still_cached(
+            &c,
+            &[
+                newest.clone(),
+                older.clone(),
+                feed.clone(),
+                followers.clone()
+            ]
+        )
+        .await
+        .len(),
+        4
+    );
+    assert_eq!(
+        tokenless(&c, &format!("/profiles/{}", profiles[4])).await.0,
+        "miss"
+    );
+    rewarm().await;
+
+    // a title: the story, the page that holds it, nothing else
+    let titled = stories[3]; // on the older page
+    let r = c
+        .call(
+            Method::PATCH,
+            &format!("/stories/{titled}"),
+            Some(json!({"title": "renamed"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        tokenless(&c, &newest).await.0,
+        "hit-l1",
+        "the page without it"
+    );
+    let (outcome, page) = tokenless(&c, &older).await;
+    assert_eq!(outcome, "miss", "the page that holds it");
+    assert!(page.to_string().contains("renamed"));
+    assert_eq!(still_cached(&c, &profile_paths).await.len(), 10);
+    let by_level = c.db.cache_stats().await.invalidations_by_level;
+    println!("invalidations by level after the writes: {by_level:?}");
+}

@@ -162,7 +162,9 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     if !db.flush(Duration::from_secs(5)).await {
-        tracing::warn!("invalidations Redis did not take before shutdown: other instances' entries of them expire by their TTL");
+        tracing::warn!(
+            "invalidations Redis did not take before shutdown: other instances' entries of them expire by their TTL"
+        );
     }
     served
 }

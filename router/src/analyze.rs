@@ -13,10 +13,10 @@
 
 use crate::classify;
 use sea_orm::sea_query::{
-    BinOper, ColumnName, ColumnRef, ConditionHolder, ConditionHolderContents, EscapeBuilder, Expr,
-    ExplainStatement, Func, JoinExpr, LockClause, LogicalChainOper, OperLeftAssocDecider, Oper,
-    PrecedenceDecider, QueryBuilder, QuotedBuilder, Quote, SelectDistinct, SelectExpr,
-    SelectInto, SelectStatement, SqlWriter, SubQueryStatement, TableName, TableRef,
+    BinOper, ColumnName, ColumnRef, ConditionHolder, ConditionHolderContents, EscapeBuilder,
+    ExplainStatement, Expr, Func, JoinExpr, LockClause, LogicalChainOper, Oper,
+    OperLeftAssocDecider, PrecedenceDecider, QueryBuilder, Quote, QuotedBuilder, SelectDistinct,
+    SelectExpr, SelectInto, SelectStatement, SqlWriter, SubQueryStatement, TableName, TableRef,
     TableRefBuilder, UnionType, Value, WithClause,
 };
 use std::cell::RefCell;
@@ -492,9 +492,17 @@ impl QueryBuilder for Collector {
         self.prepare_function_name_common(function, sql);
     }
 
-    fn prepare_condition(&self, condition: &ConditionHolder, keyword: &str, sql: &mut impl SqlWriter) {
+    fn prepare_condition(
+        &self,
+        condition: &ConditionHolder,
+        keyword: &str,
+        sql: &mut impl SqlWriter,
+    ) {
         let outermost = self.0.borrow().depth == 0;
-        if outermost && keyword == "HAVING" && !matches!(condition.contents, ConditionHolderContents::Empty) {
+        if outermost
+            && keyword == "HAVING"
+            && !matches!(condition.contents, ConditionHolderContents::Empty)
+        {
             self.0.borrow_mut().shape.grouped = true;
         }
         if outermost && keyword == "WHERE" {
@@ -520,7 +528,10 @@ impl QueryBuilder for Collector {
                 conjuncts(t, &mut flat);
             }
             let mut st = self.0.borrow_mut();
-            st.shape.where_disjunctive |= disjunctive || flat.iter().any(|t| matches!(t, Expr::Binary(_, BinOper::Or, _)));
+            st.shape.where_disjunctive |= disjunctive
+                || flat
+                    .iter()
+                    .any(|t| matches!(t, Expr::Binary(_, BinOper::Or, _)));
             if !disjunctive {
                 for t in flat {
                     if let Some(eq) = equality(t) {
@@ -548,8 +559,8 @@ mod tests {
     use entity::{follow, profile, story};
     use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
     use sea_orm::{
-        ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
-        QueryTrait, RelationTrait,
+        ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+        RelationTrait,
     };
 
     fn cols(s: &BTreeSet<Col>) -> Vec<String> {
@@ -599,7 +610,12 @@ mod tests {
         assert!(s.nested);
         assert_eq!(
             cols(&s.deps),
-            ["follows.created_at", "follows.follower_id", "follows.following_id", "profiles.id"]
+            [
+                "follows.created_at",
+                "follows.follower_id",
+                "follows.following_id",
+                "profiles.id"
+            ]
         );
 
         let sub = Query::select()
@@ -613,7 +629,10 @@ mod tests {
         let s = shape(&feed);
         assert_eq!(s.tables, ["stories", "follows"]);
         assert_eq!(s.from, ["stories"]);
-        assert!(cols(&s.deps).contains(&"?.following_id".to_owned()) || cols(&s.deps).contains(&"follows.following_id".to_owned()));
+        assert!(
+            cols(&s.deps).contains(&"?.following_id".to_owned())
+                || cols(&s.deps).contains(&"follows.following_id".to_owned())
+        );
     }
 
     #[test]
@@ -644,9 +663,13 @@ mod tests {
             .expr(Func::cust("pg_advisory_lock").arg(1))
             .to_owned();
         assert!(shape(&f).needs_primary);
-        let f = Query::select().expr(Expr::cust("set_config('a', 'b', false)")).to_owned();
+        let f = Query::select()
+            .expr(Expr::cust("set_config('a', 'b', false)"))
+            .to_owned();
         assert!(shape(&f).needs_primary);
-        let plain = Query::select().expr(Func::cust("lower").arg("A")).to_owned();
+        let plain = Query::select()
+            .expr(Func::cust("lower").arg("A"))
+            .to_owned();
         assert!(!shape(&plain).needs_primary);
     }
 
@@ -661,7 +684,9 @@ mod tests {
             .into_query();
         let s = shape(&q);
         assert!(s.where_disjunctive);
-        let q = Profile::find_by_id(1).filter(profile::Column::Bio.eq("")).into_query();
+        let q = Profile::find_by_id(1)
+            .filter(profile::Column::Bio.eq(""))
+            .into_query();
         let s = shape(&q);
         assert!(!s.where_disjunctive);
         assert_eq!(s.equalities.len(), 2);

@@ -113,10 +113,7 @@ impl std::fmt::Debug for Catalog {
 impl Catalog {
     /// The current reading.
     pub(crate) fn schema(&self) -> Arc<Schema> {
-        self.schema
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.schema.read().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// A schema statement ran: read the catalog again before the next
@@ -186,9 +183,13 @@ fn trackable_type(backend: DbBackend, ty: &str) -> bool {
     }
 }
 
-async fn rows(conn: &DatabaseConnection, sql: &str) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+async fn rows(
+    conn: &DatabaseConnection,
+    sql: &str,
+) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
     let backend = conn.get_database_backend();
-    conn.query_all_raw(Statement::from_string(backend, sql)).await
+    conn.query_all_raw(Statement::from_string(backend, sql))
+        .await
 }
 
 async fn read(conn: &DatabaseConnection) -> Result<Schema, sea_orm::DbErr> {
@@ -303,11 +304,19 @@ mod tests {
         let mut s = Schema::default();
         s.edges.insert(
             "profiles".into(),
-            vec![edge("stories", true, false, &["id"]), edge("follows", true, true, &["id"])],
+            vec![
+                edge("stories", true, false, &["id"]),
+                edge("follows", true, true, &["id"]),
+            ],
         );
-        s.edges.insert("stories".into(), vec![edge("comments", true, false, &["id"])]);
-        s.edges.insert("a".into(), vec![edge("b", true, true, &["id"])]);
-        s.edges.insert("b".into(), vec![edge("a", true, true, &["id"])]);
+        s.edges.insert(
+            "stories".into(),
+            vec![edge("comments", true, false, &["id"])],
+        );
+        s.edges
+            .insert("a".into(), vec![edge("b", true, true, &["id"])]);
+        s.edges
+            .insert("b".into(), vec![edge("a", true, true, &["id"])]);
         s
     }
 
@@ -344,7 +353,10 @@ mod tests {
         assert_eq!(tables(&s, "profiles", Change::Update(&name)), ids(&[]));
         // follows has ON UPDATE CASCADE; the cascaded change is of unknown
         // rows, so it goes on along follows' own keys (none here)
-        assert_eq!(tables(&s, "profiles", Change::Update(&id)), ids(&["follows"]));
+        assert_eq!(
+            tables(&s, "profiles", Change::Update(&id)),
+            ids(&["follows"])
+        );
         assert_eq!(
             tables(&s, "profiles", Change::Any),
             ids(&["stories", "follows", "comments"])
@@ -374,12 +386,19 @@ mod tests {
                 trackable: true
             })
         );
-        assert!(!s.pk("odd").expect("odd").trackable, "REAL keys are not tracked by row");
+        assert!(
+            !s.pk("odd").expect("odd").trackable,
+            "REAL keys are not tracked by row"
+        );
         let mut children: Vec<&str> = s.edges["p"].iter().map(|e| e.child.as_str()).collect();
         children.sort();
         assert_eq!(children, ["c", "s"]);
         let s_edge = s.edges["p"].iter().find(|e| e.child == "s").expect("s");
-        assert_eq!(s_edge.referenced, ["id"], "an implicit reference is the parent's key");
+        assert_eq!(
+            s_edge.referenced,
+            ["id"],
+            "an implicit reference is the parent's key"
+        );
         assert!(s_edge.on_update && !s_edge.on_delete);
     }
 }

@@ -461,7 +461,11 @@ mod tests {
                 "READ_REPLICA_URLS",
             ),
             ("DB_STATEMENT_TIMEOUT_MS", "0", "DB_STATEMENT_TIMEOUT_MS"),
-            ("SEAWAY_CACHE_MAX_ENTRY_BYTES", "x", "SEAWAY_CACHE_MAX_ENTRY_BYTES"),
+            (
+                "SEAWAY_CACHE_MAX_ENTRY_BYTES",
+                "x",
+                "SEAWAY_CACHE_MAX_ENTRY_BYTES",
+            ),
             ("SEAWAY_TOKEN_SECRET", "short", "SEAWAY_TOKEN_SECRET"),
         ];
         for (var, value, named) in cases {

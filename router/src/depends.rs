@@ -194,7 +194,10 @@ mod tests {
     use crate::analyze::shape;
     use entity::prelude::*;
     use entity::{follow, story};
-    use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait};
+    use sea_orm::{
+        ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+        RelationTrait,
+    };
 
     fn stories() -> Returned {
         Returned {
@@ -213,18 +216,33 @@ mod tests {
 
     #[test]
     fn a_lookup_by_key_depends_on_its_row_only() {
-        let p = plan(&shape(&Story::find_by_id(42).into_query()), &[stories()], &none);
+        let p = plan(
+            &shape(&Story::find_by_id(42).into_query()),
+            &[stories()],
+            &none,
+        );
         assert!(p.statics.contains(&TagId::row("stories", &k("42"))));
         assert!(p.statics.contains(&TagId::table("stories")));
-        assert!(!p.statics.contains(&TagId::members("stories")), "not on membership");
+        assert!(
+            !p.statics.contains(&TagId::members("stories")),
+            "not on membership"
+        );
         assert!(!p.statics.contains(&TagId::column("stories", "title")));
         assert!(p.by_row.is_empty());
         // a lookup narrowed by the row's own columns still depends on the row only
         let q = Story::find_by_id(42).filter(story::Column::Published.eq(true));
-        assert!(plan(&shape(&q.into_query()), &[stories()], &none).by_row.is_empty());
+        assert!(
+            plan(&shape(&q.into_query()), &[stories()], &none)
+                .by_row
+                .is_empty()
+        );
         // but not when the entity's key is not the table's
         let other = |_: &str| Some(vec!["uuid".to_owned()]);
-        let p = plan(&shape(&Story::find_by_id(42).into_query()), &[stories()], &other);
+        let p = plan(
+            &shape(&Story::find_by_id(42).into_query()),
+            &[stories()],
+            &other,
+        );
         assert!(p.statics.contains(&TagId::members("stories")));
     }
 
@@ -242,7 +260,10 @@ mod tests {
         ] {
             assert!(p.statics.contains(&t));
         }
-        assert!(!p.statics.contains(&TagId::column("stories", "title")), "title is only output");
+        assert!(
+            !p.statics.contains(&TagId::column("stories", "title")),
+            "title is only output"
+        );
         assert!(!p.statics.contains(&TagId::column("stories", "view_count")));
         assert_eq!(p.by_row.len(), 1);
         let all = p.finish(&[("stories", Some(k("7"))), ("stories", Some(k("8")))]);
@@ -255,7 +276,9 @@ mod tests {
     #[test]
     fn a_count_depends_on_its_filters_and_membership() {
         use sea_orm::sea_query::{Asterisk, Expr, ExprTrait, SelectStatement};
-        let inner = Story::find().filter(story::Column::AuthorId.eq(5)).into_query();
+        let inner = Story::find()
+            .filter(story::Column::AuthorId.eq(5))
+            .into_query();
         let q = SelectStatement::new()
             .expr(Expr::col(Asterisk).count())
             .from_subquery(inner, "sub_query")
@@ -278,7 +301,10 @@ mod tests {
         };
         let p = plan(&shape(&q.into_query()), &[profiles], &none);
         assert!(p.statics.contains(&TagId::members("follows")));
-        assert!(p.statics.contains(&TagId::column("follows", "following_id")));
+        assert!(
+            p.statics
+                .contains(&TagId::column("follows", "following_id"))
+        );
         assert!(p.statics.contains(&TagId::column("follows", "follower_id")));
         assert!(!p.statics.contains(&TagId::column("follows", "created_at")));
         assert!(!p.statics.contains(&TagId::column("profiles", "bio")));

@@ -24,11 +24,20 @@ pub enum Error {
 }
 
 /// Query parameters that carry secrets (libpq's and sqlx's spellings).
-const SECRET_PARAMS: &[&str] = &["password", "sslpassword", "passfile", "token", "secret", "auth"];
+const SECRET_PARAMS: &[&str] = &[
+    "password",
+    "sslpassword",
+    "passfile",
+    "token",
+    "secret",
+    "auth",
+];
 
 fn secret_param(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    SECRET_PARAMS.iter().any(|s| n == *s || n.ends_with("password"))
+    SECRET_PARAMS
+        .iter()
+        .any(|s| n == *s || n.ends_with("password"))
 }
 
 /// A URL fit to print: the password (in the authority or in a query
@@ -52,7 +61,11 @@ pub fn redact_url(url: &str) -> String {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| {
-                let v = if secret_param(&k) { "***".to_owned() } else { v.into_owned() };
+                let v = if secret_param(&k) {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                };
                 (k.into_owned(), v)
             })
             .collect();
@@ -133,7 +146,10 @@ mod tests {
             ("postgres://u:s3cret@h/d", "s3cret"),
             ("postgres://u:s3cret@h:5432/d?sslmode=require", "s3cret"),
             ("postgres://u@h/d?password=s3cret", "s3cret"),
-            ("postgres://u@h/d?sslmode=verify-full&sslpassword=s3cret", "s3cret"),
+            (
+                "postgres://u@h/d?sslmode=verify-full&sslpassword=s3cret",
+                "s3cret",
+            ),
             ("postgres://u@h/d?PASSWORD=s3cret", "s3cret"),
             ("postgres://u:s3%2Fcret@h/d", "s3/cret"),
             ("postgres://u:s3/cret@h/d", "s3/cret"),
@@ -144,7 +160,10 @@ mod tests {
         ];
         for (url, secret) in cases {
             let shown = redact_url(url);
-            assert!(!shown.contains("s3") && !shown.contains("cret"), "{url} -> {shown}");
+            assert!(
+                !shown.contains("s3") && !shown.contains("cret"),
+                "{url} -> {shown}"
+            );
             let msg = format!("error connecting to {url}: password {secret} rejected");
             let scrubbed = scrub(&msg, url);
             if url::Url::parse(url).is_ok() {
@@ -152,7 +171,10 @@ mod tests {
             }
         }
         assert_eq!(redact_url("postgres://u@h/d"), "postgres://u@h/d");
-        assert_eq!(redact_url("sqlite://./data/x.db?mode=rwc"), "sqlite://./data/x.db?mode=rwc");
+        assert_eq!(
+            redact_url("sqlite://./data/x.db?mode=rwc"),
+            "sqlite://./data/x.db?mode=rwc"
+        );
     }
 
     #[test]

@@ -147,7 +147,6 @@ pub(crate) enum Skip {
     Token,
 }
 
-
 /// The replicas of `read_replica`, and how to pick one.
 #[derive(Debug)]
 pub(crate) struct ReplicaSet {

@@ -177,7 +177,11 @@ pub(crate) fn decide(
         // API.md: a token no replica has replayed reads the primary
         Err(Skip::Token) => (Target::Primary, Why::Token),
         Err(skip) => {
-            let why = if skip == Skip::Lag { Why::Lag } else { Why::Unhealthy };
+            let why = if skip == Skip::Lag {
+                Why::Lag
+            } else {
+                Why::Unhealthy
+            };
             if fallback {
                 (Target::Primary, why)
             } else {
@@ -223,44 +227,156 @@ mod tests {
             want,
         };
         let cases = vec![
-            base("auto reads a replica", Using::Auto, (Target::Replica(1), Why::Balanced)),
-            base("explicit replica", Using::Replica, (Target::Replica(1), Why::Balanced)),
-            base("explicit primary", Using::Primary, (Target::Primary, Why::Explicit)),
-            base("a configured alias", Using::Alias("analytics".into()), (Target::Alias(0), Why::Alias)),
-            base("an unknown alias is an error", Using::Alias("typo".into()), (Target::NoSuchAlias, Why::Alias)),
+            base(
+                "auto reads a replica",
+                Using::Auto,
+                (Target::Replica(1), Why::Balanced),
+            ),
+            base(
+                "explicit replica",
+                Using::Replica,
+                (Target::Replica(1), Why::Balanced),
+            ),
+            base(
+                "explicit primary",
+                Using::Primary,
+                (Target::Primary, Why::Explicit),
+            ),
+            base(
+                "a configured alias",
+                Using::Alias("analytics".into()),
+                (Target::Alias(0), Why::Alias),
+            ),
+            base(
+                "an unknown alias is an error",
+                Using::Alias("typo".into()),
+                (Target::NoSuchAlias, Why::Alias),
+            ),
             Case {
-                scope: ScopeView { forced: true, ..Default::default() },
-                ..base("with_primary wins over everything", Using::Alias("analytics".into()), (Target::Primary, Why::Forced))
+                scope: ScopeView {
+                    forced: true,
+                    ..Default::default()
+                },
+                ..base(
+                    "with_primary wins over everything",
+                    Using::Alias("analytics".into()),
+                    (Target::Primary, Why::Forced),
+                )
             },
-            Case { scope: wrote, ..base("sticky after a write", Using::Replica, (Target::Primary, Why::Sticky)) },
-            Case { scope: wrote, ..base("aliases are not sticky", Using::Alias("analytics".into()), (Target::Alias(0), Why::Alias)) },
             Case {
-                scope: ScopeView { token_primary: true, ..Default::default() },
-                ..base("a token that asks for the primary", Using::Auto, (Target::Primary, Why::TokenPrimary))
+                scope: wrote,
+                ..base(
+                    "sticky after a write",
+                    Using::Replica,
+                    (Target::Primary, Why::Sticky),
+                )
             },
-            Case { router: Some(DEFAULT), ..base("the router names the primary", Using::Auto, (Target::Primary, Why::Router)) },
-            Case { router: Some("analytics"), ..base("the router names an alias", Using::Auto, (Target::Alias(0), Why::Alias)) },
-            Case { router: Some(DEFAULT), ..base("an explicit replica overrides the router", Using::Replica, (Target::Replica(1), Why::Balanced)) },
             Case {
-                scope: ScopeView { pinned: Some(1), ..Default::default() },
-                ..base("the pinned replica", Using::Auto, (Target::Replica(1), Why::Pinned))
+                scope: wrote,
+                ..base(
+                    "aliases are not sticky",
+                    Using::Alias("analytics".into()),
+                    (Target::Alias(0), Why::Alias),
+                )
             },
-            Case { replicas: Err(Skip::NoReplicas), ..base("no replicas", Using::Auto, (Target::Primary, Why::NoReplicas)) },
-            Case { replicas: Err(Skip::Unhealthy), ..base("all unhealthy: fallback", Using::Auto, (Target::Primary, Why::Unhealthy)) },
-            Case { replicas: Err(Skip::Lag), ..base("all lagging: fallback", Using::Auto, (Target::Primary, Why::Lag)) },
+            Case {
+                scope: ScopeView {
+                    token_primary: true,
+                    ..Default::default()
+                },
+                ..base(
+                    "a token that asks for the primary",
+                    Using::Auto,
+                    (Target::Primary, Why::TokenPrimary),
+                )
+            },
+            Case {
+                router: Some(DEFAULT),
+                ..base(
+                    "the router names the primary",
+                    Using::Auto,
+                    (Target::Primary, Why::Router),
+                )
+            },
+            Case {
+                router: Some("analytics"),
+                ..base(
+                    "the router names an alias",
+                    Using::Auto,
+                    (Target::Alias(0), Why::Alias),
+                )
+            },
+            Case {
+                router: Some(DEFAULT),
+                ..base(
+                    "an explicit replica overrides the router",
+                    Using::Replica,
+                    (Target::Replica(1), Why::Balanced),
+                )
+            },
+            Case {
+                scope: ScopeView {
+                    pinned: Some(1),
+                    ..Default::default()
+                },
+                ..base(
+                    "the pinned replica",
+                    Using::Auto,
+                    (Target::Replica(1), Why::Pinned),
+                )
+            },
+            Case {
+                replicas: Err(Skip::NoReplicas),
+                ..base(
+                    "no replicas",
+                    Using::Auto,
+                    (Target::Primary, Why::NoReplicas),
+                )
+            },
+            Case {
+                replicas: Err(Skip::Unhealthy),
+                ..base(
+                    "all unhealthy: fallback",
+                    Using::Auto,
+                    (Target::Primary, Why::Unhealthy),
+                )
+            },
+            Case {
+                replicas: Err(Skip::Lag),
+                ..base(
+                    "all lagging: fallback",
+                    Using::Auto,
+                    (Target::Primary, Why::Lag),
+                )
+            },
             Case {
                 replicas: Err(Skip::Unhealthy),
                 fallback: false,
-                ..base("all unhealthy, no fallback", Using::Auto, (Target::Unavailable, Why::Unhealthy))
+                ..base(
+                    "all unhealthy, no fallback",
+                    Using::Auto,
+                    (Target::Unavailable, Why::Unhealthy),
+                )
             },
             Case {
                 replicas: Err(Skip::Token),
                 fallback: false,
-                ..base("a token no replica replayed reads the primary even without fallback", Using::Auto, (Target::Primary, Why::Token))
+                ..base(
+                    "a token no replica replayed reads the primary even without fallback",
+                    Using::Auto,
+                    (Target::Primary, Why::Token),
+                )
             },
         ];
         for c in cases {
-            let got = decide(&c.using, c.scope, c.router, &aliases(), c.fallback, |_, _| c.replicas);
+            let got = decide(
+                &c.using,
+                c.scope,
+                c.router,
+                &aliases(),
+                c.fallback,
+                |_, _| c.replicas,
+            );
             assert_eq!(got, c.want, "{}", c.what);
         }
     }

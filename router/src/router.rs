@@ -32,7 +32,11 @@ pub struct Hints<'a> {
 }
 
 impl<'a> Hints<'a> {
-    fn with(operation: Operation, known: Option<&'a [String]>, compute: Option<&'a (dyn Fn() -> Vec<String> + Sync)>) -> Self {
+    fn with(
+        operation: Operation,
+        known: Option<&'a [String]>,
+        compute: Option<&'a (dyn Fn() -> Vec<String> + Sync)>,
+    ) -> Self {
         Self {
             operation,
             entity: None,

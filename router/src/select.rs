@@ -39,7 +39,10 @@ mod sealed {
         /// The keys of `row`'s models.
         fn keys(row: &Self::Row, out: &mut RowKeys);
         /// SeaORM's `all` on `c`.
-        fn all_on(self, c: DatabaseConnection) -> impl Future<Output = Result<Vec<Self::Row>, DbErr>> + Send;
+        fn all_on(
+            self,
+            c: DatabaseConnection,
+        ) -> impl Future<Output = Result<Vec<Self::Row>, DbErr>> + Send;
     }
 
     /// The selects that also have a `one`.
@@ -47,7 +50,10 @@ mod sealed {
         /// Key kind of `one`.
         const ONE: &'static str;
         /// SeaORM's `one` on `c`.
-        fn one_on(self, c: DatabaseConnection) -> impl Future<Output = Result<Option<Self::Row>, DbErr>> + Send;
+        fn one_on(
+            self,
+            c: DatabaseConnection,
+        ) -> impl Future<Output = Result<Option<Self::Row>, DbErr>> + Send;
     }
 
     fn returned_of<E: EntityTrait>() -> (&'static str, Vec<String>) {
@@ -267,7 +273,11 @@ impl<Q: sealed::Sealed> Routed<Q> {
             CachePolicy::Off => {
                 // an uncached read costs a round trip: telling a lock clause
                 // or a side-effect function costs little beside it
-                let using = if shape_of().needs_primary { Using::Primary } else { using };
+                let using = if shape_of().needs_primary {
+                    Using::Primary
+                } else {
+                    using
+                };
                 let v = db.read(&using, &hints, |c| exec(select.clone(), c)).await?;
                 return Ok(Arc::new(v));
             }
@@ -343,8 +353,14 @@ impl<Q: sealed::Sealed> Routed<Q> {
                 Q::keys(r, out);
             }
         }
-        self.run(db, Q::ALL, |q, c| q.all_on(c), keys::<Q>, |v: &Vec<Q::Row>| v.is_empty())
-            .await
+        self.run(
+            db,
+            Q::ALL,
+            |q, c| q.all_on(c),
+            keys::<Q>,
+            |v: &Vec<Q::Row>| v.is_empty(),
+        )
+        .await
     }
 }
 
@@ -379,8 +395,14 @@ impl<Q: sealed::One + QuerySelect> Routed<Q> {
             select: self.select.limit(1),
             ..self
         };
-        this.run(db, Q::ONE, |q, c| q.one_on(c), keys::<Q>, |v: &Option<Q::Row>| v.is_none())
-            .await
+        this.run(
+            db,
+            Q::ONE,
+            |q, c| q.one_on(c),
+            keys::<Q>,
+            |v: &Option<Q::Row>| v.is_none(),
+        )
+        .await
     }
 }
 
@@ -396,8 +418,14 @@ impl<E: EntityTrait> Routed<Select<E>> {
     {
         // counted from a subquery of the select, as SeaORM does
         fn none(_: &u64, _: &mut RowKeys) {}
-        self.run(db, "count", |s, c| async move { s.count(&c).await }, none, |n: &u64| *n == 0)
-            .await
-            .map(|n| *n)
+        self.run(
+            db,
+            "count",
+            |s, c| async move { s.count(&c).await },
+            none,
+            |n: &u64| *n == 0,
+        )
+        .await
+        .map(|n| *n)
     }
 }

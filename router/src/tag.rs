@@ -43,7 +43,8 @@ impl TagId {
     fn of(kind: u8, table: &str, part: &[&str]) -> Self {
         // kind, table and each part separated by bytes that cannot occur in
         // UTF-8 text, so ("ab", "c") and ("a", "bc") never hash alike
-        let mut buf = Vec::with_capacity(16 + table.len() + part.iter().map(|p| p.len() + 1).sum::<usize>());
+        let mut buf =
+            Vec::with_capacity(16 + table.len() + part.iter().map(|p| p.len() + 1).sum::<usize>());
         buf.push(kind);
         buf.extend_from_slice(table.as_bytes());
         for p in part {
@@ -144,16 +145,27 @@ mod tests {
                 assert_ne!(ids[i], ids[j], "{i} vs {j}");
             }
         }
-        assert_eq!(TagId::row("stories", &k(&["1"])), TagId::row("stories", &k(&["1"])));
+        assert_eq!(
+            TagId::row("stories", &k(&["1"])),
+            TagId::row("stories", &k(&["1"]))
+        );
     }
 
     #[test]
     fn key_text_is_the_same_for_every_integer_width() {
         use sea_orm::Value as V;
-        for v in [V::Int(Some(42)), V::BigInt(Some(42)), V::BigUnsigned(Some(42)), V::SmallInt(Some(42))] {
+        for v in [
+            V::Int(Some(42)),
+            V::BigInt(Some(42)),
+            V::BigUnsigned(Some(42)),
+            V::SmallInt(Some(42)),
+        ] {
             assert_eq!(key_text(&v).as_deref(), Some("42"));
         }
-        assert_eq!(key_text(&V::String(Some("a b".into()))).as_deref(), Some("a b"));
+        assert_eq!(
+            key_text(&V::String(Some("a b".into()))).as_deref(),
+            Some("a b")
+        );
         assert_eq!(key_text(&V::BigInt(None)), None);
         assert_eq!(key_text(&V::Double(Some(1.0))), None);
     }

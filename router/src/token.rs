@@ -125,13 +125,17 @@ impl Tokens {
     /// Checks a token's form, signature and cluster (not its position: see
     /// `Db::verify_token`).
     pub(crate) fn verify(&self, token: &str) -> Result<Verified, TokenError> {
-        let hex = token.trim().strip_prefix(PREFIX).ok_or(TokenError::Malformed)?;
+        let hex = token
+            .trim()
+            .strip_prefix(PREFIX)
+            .ok_or(TokenError::Malformed)?;
         if hex.len() != 2 * (PAYLOAD_LEN + MAC_LEN) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(TokenError::Malformed);
         }
         let mut raw = [0u8; PAYLOAD_LEN + MAC_LEN];
         for (i, b) in raw.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| TokenError::Malformed)?;
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+                .map_err(|_| TokenError::Malformed)?;
         }
         let (p, tag) = raw.split_at(PAYLOAD_LEN);
         if p[0] != 1 {
@@ -158,7 +162,11 @@ mod tests {
     use super::*;
 
     fn tokens(secret: Option<&str>, system: u64, timeline: u32) -> Tokens {
-        Tokens::new(secret, "postgres://app:pw@db/x", Cluster { system, timeline })
+        Tokens::new(
+            secret,
+            "postgres://app:pw@db/x",
+            Cluster { system, timeline },
+        )
     }
 
     #[test]
@@ -166,7 +174,13 @@ mod tests {
         let a = tokens(None, 7, 1);
         let b = tokens(None, 7, 1);
         let t = a.issue(Lsn(0x16B3748), false);
-        assert_eq!(b.verify(&t), Ok(Verified { lsn: Lsn(0x16B3748), primary: false }));
+        assert_eq!(
+            b.verify(&t),
+            Ok(Verified {
+                lsn: Lsn(0x16B3748),
+                primary: false
+            })
+        );
         let p = a.issue(Lsn(5), true);
         assert!(b.verify(&p).expect("ok").primary);
     }
@@ -182,11 +196,21 @@ mod tests {
             let forged = String::from_utf8(bytes).expect("ascii");
             assert!(a.verify(&forged).is_err(), "{forged}");
         }
-        for junk in ["", "0/16B3748", "FFFFFFF0/00000001", "s1.", "s1.zz", &format!("{t}0")] {
+        for junk in [
+            "",
+            "0/16B3748",
+            "FFFFFFF0/00000001",
+            "s1.",
+            "s1.zz",
+            &format!("{t}0"),
+        ] {
             assert_eq!(a.verify(junk), Err(TokenError::Malformed), "{junk}");
         }
         // another key
-        assert_eq!(tokens(Some("t".repeat(32).as_str()), 7, 1).verify(&t), Err(TokenError::Forged));
+        assert_eq!(
+            tokens(Some("t".repeat(32).as_str()), 7, 1).verify(&t),
+            Err(TokenError::Forged)
+        );
         assert_eq!(tokens(None, 7, 1).verify(&t), Err(TokenError::Forged));
         // the same key, another cluster
         let secret = "s".repeat(32);

@@ -47,22 +47,30 @@ impl std::fmt::Debug for DbTransaction {
 
 impl DbTransaction {
     fn check(&self, access: &Access) -> Result<(), DbErr> {
-        if access.is_write()
-            && (self.read_only || scope::writes_prevented())
-        {
+        if access.is_write() && (self.read_only || scope::writes_prevented()) {
             return Err(writes_prevented());
         }
         Ok(())
     }
 
     /// Runs `stmt` in the transaction, recording what a write moved.
-    async fn run<W, Fut>(&self, access: Access, shape: Option<write::Shape>, stmt: &Statement, fut: Fut) -> Result<W, DbErr>
+    async fn run<W, Fut>(
+        &self,
+        access: Access,
+        shape: Option<write::Shape>,
+        stmt: &Statement,
+        fut: Fut,
+    ) -> Result<W, DbErr>
     where
         W: Written,
         Fut: Future<Output = Result<W, DbErr>>,
     {
         self.check(&access)?;
-        let span = tracing::debug_span!("seaway.statement", alias = crate::DEFAULT, reason = Why::Transaction.as_str());
+        let span = tracing::debug_span!(
+            "seaway.statement",
+            alias = crate::DEFAULT,
+            reason = Why::Transaction.as_str()
+        );
         if access.kind != Kind::Write {
             self.db.count_read_in_transaction();
             return fut.instrument(span).await;
@@ -83,7 +91,8 @@ impl DbTransaction {
             Err(_) => self.db.moved_by::<ExecResult>(&w, None),
         };
         if access.schema {
-            self.schema.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.schema
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if let Ok(mut m) = self.moved.lock() {
             m.extend(tags);
@@ -172,7 +181,10 @@ impl Db {
         let hints = crate::router::Hints::new(&[]);
         let (target, why) = self.decide(&Using::Replica, &hints);
         let (iso, mode) = if self.backend() == DbBackend::Postgres {
-            (Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly))
+            (
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
         } else {
             (None, None)
         };
@@ -212,41 +224,58 @@ impl ConnectionTrait for DbTransaction {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         let access = classify::classify_sql(&stmt.sql);
-        self.run(access, None, &stmt, self.inner.execute_raw(stmt.clone())).await
+        self.run(access, None, &stmt, self.inner.execute_raw(stmt.clone()))
+            .await
     }
 
     async fn execute<S: StatementBuilder>(&self, stmt: &S) -> Result<ExecResult, DbErr> {
         let built = self.get_database_backend().build(stmt);
         let (access, shape) = self.typed(&built);
-        self.run(access, shape, &built, self.inner.execute_raw(built.clone())).await
+        self.run(access, shape, &built, self.inner.execute_raw(built.clone()))
+            .await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         let stmt = Statement::from_string(self.get_database_backend(), sql);
         let access = classify::classify_sql(sql);
-        self.run(access, None, &stmt, self.inner.execute_unprepared(sql)).await
+        self.run(access, None, &stmt, self.inner.execute_unprepared(sql))
+            .await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         let access = classify::classify_sql(&stmt.sql);
-        self.run(access, None, &stmt, self.inner.query_one_raw(stmt.clone())).await
+        self.run(access, None, &stmt, self.inner.query_one_raw(stmt.clone()))
+            .await
     }
 
     async fn query_one<S: StatementBuilder>(&self, stmt: &S) -> Result<Option<QueryResult>, DbErr> {
         let built = self.get_database_backend().build(stmt);
         let (access, shape) = self.typed(&built);
-        self.run(access, shape, &built, self.inner.query_one_raw(built.clone())).await
+        self.run(
+            access,
+            shape,
+            &built,
+            self.inner.query_one_raw(built.clone()),
+        )
+        .await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         let access = classify::classify_sql(&stmt.sql);
-        self.run(access, None, &stmt, self.inner.query_all_raw(stmt.clone())).await
+        self.run(access, None, &stmt, self.inner.query_all_raw(stmt.clone()))
+            .await
     }
 
     async fn query_all<S: StatementBuilder>(&self, stmt: &S) -> Result<Vec<QueryResult>, DbErr> {
         let built = self.get_database_backend().build(stmt);
         let (access, shape) = self.typed(&built);
-        self.run(access, shape, &built, self.inner.query_all_raw(built.clone())).await
+        self.run(
+            access,
+            shape,
+            &built,
+            self.inner.query_all_raw(built.clone()),
+        )
+        .await
     }
 }
 
@@ -284,16 +313,25 @@ impl TransactionTrait for DbTransaction {
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<DbTransaction, DbErr> {
-        Ok(self.nested(self.inner.begin_with_config(isolation_level, access_mode).await?))
+        Ok(self.nested(
+            self.inner
+                .begin_with_config(isolation_level, access_mode)
+                .await?,
+        ))
     }
 
-    async fn begin_with_options(&self, options: TransactionOptions) -> Result<DbTransaction, DbErr> {
+    async fn begin_with_options(
+        &self,
+        options: TransactionOptions,
+    ) -> Result<DbTransaction, DbErr> {
         Ok(self.nested(self.inner.begin_with_options(options).await?))
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        F: for<'c> FnOnce(
+                &'c DbTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
             + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
@@ -308,7 +346,9 @@ impl TransactionTrait for DbTransaction {
         access_mode: Option<AccessMode>,
     ) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        F: for<'c> FnOnce(
+                &'c DbTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
             + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
@@ -336,18 +376,25 @@ impl TransactionTrait for Db {
     ) -> Result<DbTransaction, DbErr> {
         let read_only = access_mode == Some(AccessMode::ReadOnly);
         Ok(self.wrap(
-            self.txn_conn().begin_with_config(isolation_level, access_mode).await?,
+            self.txn_conn()
+                .begin_with_config(isolation_level, access_mode)
+                .await?,
             read_only,
         ))
     }
 
-    async fn begin_with_options(&self, options: TransactionOptions) -> Result<DbTransaction, DbErr> {
+    async fn begin_with_options(
+        &self,
+        options: TransactionOptions,
+    ) -> Result<DbTransaction, DbErr> {
         Ok(self.wrap(self.txn_conn().begin_with_options(options).await?, false))
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        F: for<'c> FnOnce(
+                &'c DbTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
             + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
@@ -362,7 +409,9 @@ impl TransactionTrait for Db {
         access_mode: Option<AccessMode>,
     ) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(&'c DbTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        F: for<'c> FnOnce(
+                &'c DbTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
             + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,

@@ -1,9 +1,11 @@
 -- The read mix of the load benchmark, chosen uniformly:
 -- a story by id, a feed, a page of published stories, the featured list.
--- WRITE_PCT (0 or 5) of requests are PATCH /stories/{id} instead.
+-- WRITE_PCT of requests are PATCH /stories/{id} title writes instead, and
+-- VIEW_PCT of them POST /stories/{id}/views.
 local stories = tonumber(os.getenv("LOAD_STORIES") or "100000")
 local profiles = tonumber(os.getenv("LOAD_PROFILES") or "10000")
 local write_pct = tonumber(os.getenv("WRITE_PCT") or "0")
+local view_pct = tonumber(os.getenv("VIEW_PCT") or "0")
 local counter = 0
 
 function setup(thread)
@@ -16,9 +18,13 @@ function init(args)
 end
 
 request = function()
-  if write_pct > 0 and math.random(100) <= write_pct then
+  local dice = math.random(100)
+  if dice <= write_pct then
     local body = '{"title":"load ' .. math.random(1000000) .. '"}'
     return wrk.format("PATCH", "/stories/" .. math.random(stories), {["Content-Type"] = "application/json"}, body)
+  end
+  if dice <= write_pct + view_pct then
+    return wrk.format("POST", "/stories/" .. math.random(stories) .. "/views", {["Content-Type"] = "application/json"}, "{}")
   end
   local r = math.random(4)
   local path

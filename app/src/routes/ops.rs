@@ -52,8 +52,12 @@ async fn snapshot(s: &AppState) -> serde_json::Value {
             "l2": {"hits": c.l2_hits, "misses": c.l2_misses, "errors": c.l2_errors},
             "hit_rate": c.hit_rate,
             "invalidations": c.invalidations,
+            "invalidations_by_level": c.invalidations_by_level,
             "loads": c.loads,
+            "joined": c.joined,
             "fills_refused": {"lag": c.refused_lag, "race": c.refused_race},
+            "oversize": c.oversize,
+            "pending_invalidations": c.pending,
         },
     })
 }
@@ -98,6 +102,20 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     g("seaway_cache_l2_errors", c.l2_errors as f64);
     g("seaway_cache_hit_rate", c.hit_rate);
     g("seaway_cache_invalidations", c.invalidations as f64);
+    for (level, n) in [
+        ("row", c.invalidations_by_level.row),
+        ("column", c.invalidations_by_level.column),
+        ("membership", c.invalidations_by_level.membership),
+        ("table", c.invalidations_by_level.table),
+    ] {
+        metrics::gauge!("seaway_cache_invalidations_by_level", "level" => level).set(n as f64);
+    }
+    g("seaway_cache_oversize", c.oversize as f64);
+    g("seaway_cache_pending_invalidations", c.pending as f64);
+    g(
+        "seaway_cache_bus_healthy",
+        f64::from(u8::from(c.bus_healthy)),
+    );
     g("seaway_cache_l1_entries", c.l1_entries as f64);
     g(
         "seaway_primary_healthy",

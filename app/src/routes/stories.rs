@@ -14,8 +14,7 @@ use entity::prelude::*;
 use entity::story;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, NullOrdering, Order};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, Select, Set, SqlErr, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Select, Set, SqlErr,
 };
 use seaway::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -135,40 +134,49 @@ async fn update(
     if let Some(g) = &c.genre {
         check_genre(g)?;
     }
-    // A transaction on the routed handle: always the primary; the cache of
-    // `stories` is invalidated when it commits.
-    let txn = s.db.begin().await?;
-    let current = Story::find_by_id(id)
-        .lock_exclusive()
-        .one(&txn)
-        .await?
-        .ok_or_else(|| ApiError::not_found("story"))?;
-    let was_published = current.published;
-    let mut am = current.into_active_model();
+    // One UPDATE .. RETURNING on the routed handle: the primary, one round
+    // trip, and the write names its row (by key) and the columns it sets, so
+    // the cache forgets only what they can change. `published_at` follows
+    // `published` in SQL, from the row's own old values.
+    let now = Utc::now();
+    let mut q = Story::update_many().filter(story::Column::Id.eq(id));
     if let Some(t) = c.title {
-        am.title = Set(t);
+        q = q.col_expr(story::Column::Title, Expr::value(t));
     }
     if let Some(b) = c.body {
-        am.body = Set(b);
+        q = q.col_expr(story::Column::Body, Expr::value(b));
     }
     if let Some(g) = c.genre {
-        am.genre = Set(g);
+        q = q.col_expr(story::Column::Genre, Expr::value(g));
     }
     if let Some(f) = c.featured {
-        am.featured = Set(f);
+        q = q.col_expr(story::Column::Featured, Expr::value(f));
     }
-    let now = Utc::now();
     if let Some(p) = c.published {
-        am.published = Set(p);
-        if p && !was_published {
-            am.published_at = Set(Some(now));
-        } else if !p {
-            am.published_at = Set(None);
-        }
+        q = q.col_expr(story::Column::Published, Expr::value(p));
+        q = q.col_expr(
+            story::Column::PublishedAt,
+            if p {
+                // kept when it was published already, set now when it becomes so
+                Expr::case(
+                    Expr::col(story::Column::Published).eq(true),
+                    Expr::col(story::Column::PublishedAt),
+                )
+                .finally(Expr::value(now))
+                .into()
+            } else {
+                Expr::value(Option::<chrono::DateTime<Utc>>::None)
+            },
+        );
     }
-    am.updated_at = Set(now);
-    let stored = am.update(&txn).await?;
-    txn.commit().await?;
+    let rows = q
+        .col_expr(story::Column::UpdatedAt, Expr::value(now))
+        .exec_with_returning(&s.db)
+        .await?;
+    let stored = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("story"))?;
     Ok(axum::Json(stored.into()))
 }
 

@@ -13,8 +13,12 @@ pub(crate) const OPEN_AFTER: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One probe is under way.
     HalfOpen,
 }
@@ -113,7 +117,12 @@ impl Breaker {
         };
         if open {
             if matches!(*s, State::Closed { .. }) {
-                tracing::warn!(error = err, op = what, "redis failing: skipping it for {:?}", self.backoff);
+                tracing::warn!(
+                    error = err,
+                    op = what,
+                    "redis failing: skipping it for {:?}",
+                    self.backoff
+                );
             }
             *s = State::Open {
                 until: Instant::now() + self.backoff,
@@ -150,14 +159,20 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         let probe = b.allow().expect("one probe");
         for _ in 0..10 {
-            assert!(b.allow().is_none(), "the others keep skipping while it probes");
+            assert!(
+                b.allow().is_none(),
+                "the others keep skipping while it probes"
+            );
         }
         probe.failed("get", "still down");
         assert!(b.allow().is_none(), "a failed probe opens again");
         tokio::time::advance(Duration::from_secs(1)).await;
         b.allow().expect("probe").succeeded();
         assert!(b.healthy());
-        assert!(b.allow().is_some() && b.allow().is_some(), "closed: everyone calls");
+        assert!(
+            b.allow().is_some() && b.allow().is_some(),
+            "closed: everyone calls"
+        );
         assert_eq!(b.errors(), 3);
     }
 

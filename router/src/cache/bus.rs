@@ -65,7 +65,9 @@ async fn subscribe(l2: Arc<L2>, cache: Weak<QueryCache>) {
             }
             tracing::info!("subscribed to cache invalidations");
             listen(&l2, &cache, ps).await;
-            tracing::warn!("cache invalidation channel lost: L1 emptied, short TTL until it is back");
+            tracing::warn!(
+                "cache invalidation channel lost: L1 emptied, short TTL until it is back"
+            );
         }
         if let Some(c) = cache.upgrade() {
             c.set_bus_up(false);

@@ -180,7 +180,9 @@ mod tests {
             panic!("wait")
         };
         let waiter = tokio::spawn(Flights::wait(rx, Duration::from_secs(5)));
-        lead.finish(Err(SharedErr::of(&DbErr::Conn(RuntimeErr::Internal("down".into())))));
+        lead.finish(Err(SharedErr::of(&DbErr::Conn(RuntimeErr::Internal(
+            "down".into(),
+        )))));
         match waiter.await.expect("join") {
             Waited::Done(Err(e)) => assert!(crate::conn::is_connection_error(&e.to_err())),
             _ => panic!("the waiter gets the error at once"),
@@ -192,7 +194,10 @@ mod tests {
     async fn another_target_or_more_freshness_loads_alone() {
         let f: Flights<i32> = Flights::default();
         let _lead = f.join(1, 0, Lsn(10));
-        assert!(matches!(f.join(1, 1, Lsn(10)), Role::Lead(_)), "another target");
+        assert!(
+            matches!(f.join(1, 1, Lsn(10)), Role::Lead(_)),
+            "another target"
+        );
         assert!(matches!(f.join(1, 0, Lsn(11)), Role::Alone), "needs more");
         assert!(matches!(f.join(1, 0, Lsn(9)), Role::Wait(_)), "needs less");
     }
@@ -206,7 +211,10 @@ mod tests {
         };
         drop(lead);
         assert_eq!(f.len(), 0);
-        assert!(matches!(Flights::wait(rx, Duration::from_secs(5)).await, Waited::Abandoned));
+        assert!(matches!(
+            Flights::wait(rx, Duration::from_secs(5)).await,
+            Waited::Abandoned
+        ));
     }
 
     #[tokio::test(start_paused = true)]
@@ -217,7 +225,10 @@ mod tests {
             panic!("wait")
         };
         let t = tokio::time::Instant::now();
-        assert!(matches!(Flights::wait(rx, Duration::from_secs(2)).await, Waited::Abandoned));
+        assert!(matches!(
+            Flights::wait(rx, Duration::from_secs(2)).await,
+            Waited::Abandoned
+        ));
         assert_eq!(t.elapsed(), Duration::from_secs(2));
     }
 }

@@ -157,6 +157,9 @@ mod tests {
     fn namespaces_separate_keys() {
         use sea_orm::sea_query::Query;
         let q = Query::select().column("id").from("t").to_owned();
-        assert_ne!(key_of(1, "all", DbBackend::Postgres, &q), key_of(2, "all", DbBackend::Postgres, &q));
+        assert_ne!(
+            key_of(1, "all", DbBackend::Postgres, &q),
+            key_of(2, "all", DbBackend::Postgres, &q)
+        );
     }
 }

@@ -183,7 +183,11 @@ impl L2 {
     pub(crate) fn new(url: &str, config: &Config, ns: u64) -> Result<Self, Error> {
         let client = redis::Client::open(url).map_err(|e| Error::Config {
             var: "REDIS_URL",
-            message: format!("{}: {}", redact_url(url), crate::error::scrub(&e.to_string(), url)),
+            message: format!(
+                "{}: {}",
+                redact_url(url),
+                crate::error::scrub(&e.to_string(), url)
+            ),
         })?;
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.redis_timeout))
@@ -245,8 +249,9 @@ impl L2 {
         let mut mget = redis::cmd("MGET");
         self.version_args(&mut mget, tags);
         p.add_command(mget);
-        let (entry, nums): (Option<Vec<u8>>, Vec<Option<String>>) =
-            self.call("get", |mut c| async move { p.query_async(&mut c).await }).await?;
+        let (entry, nums): (Option<Vec<u8>>, Vec<Option<String>>) = self
+            .call("get", |mut c| async move { p.query_async(&mut c).await })
+            .await?;
         if nums.len() != 1 + 2 * tags.len() {
             return None;
         }
@@ -263,8 +268,12 @@ impl L2 {
     pub(crate) async fn versions(&self, tags: &[TagId]) -> Option<Remote> {
         let mut mget = redis::cmd("MGET");
         self.version_args(&mut mget, tags);
-        let nums: Vec<Option<String>> =
-            self.call("versions", |mut c| async move { mget.query_async(&mut c).await }).await?;
+        let nums: Vec<Option<String>> = self
+            .call(
+                "versions",
+                |mut c| async move { mget.query_async(&mut c).await },
+            )
+            .await?;
         if nums.len() != 1 + 2 * tags.len() {
             return None;
         }
@@ -308,7 +317,10 @@ impl L2 {
         for (t, _) in tags {
             inv.key(self.keys.tv(*t)).key(self.keys.tl(*t));
         }
-        let flags: String = tags.iter().map(|(_, row)| if *row { '1' } else { '0' }).collect();
+        let flags: String = tags
+            .iter()
+            .map(|(_, row)| if *row { '1' } else { '0' })
+            .collect();
         inv.arg(epoch)
             .arg(format!("{:016x}", lsn.0))
             .arg(&self.keys.channel)
@@ -381,9 +393,12 @@ impl L2 {
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(&self.keys.channel)
             .arg(format!("h {:x} {n}", self.instance));
-        self.call::<(), _, _>("heartbeat", |mut c| async move { cmd.query_async(&mut c).await })
-            .await
-            .is_some()
+        self.call::<(), _, _>(
+            "heartbeat",
+            |mut c| async move { cmd.query_async(&mut c).await },
+        )
+        .await
+        .is_some()
     }
 
     /// Warns when Redis may evict versions (an `allkeys-*` policy).
@@ -453,7 +468,10 @@ mod tests {
     fn messages_parse() {
         assert_eq!(
             parse("h ff 3"),
-            Some(Message::Heartbeat { instance: 255, n: 3 })
+            Some(Message::Heartbeat {
+                instance: 255,
+                n: 3
+            })
         );
         assert_eq!(
             parse("ff\nabc:12\n00000000000000a0\n7\n0000000000000001\n0000000000000002"),
@@ -481,7 +499,10 @@ mod tests {
         };
         let bytes = postcard::to_allocvec(&env).expect("encode");
         let d = decode(&bytes).expect("decode");
-        assert_eq!((d.epoch, d.fresh_lsn, d.tags, d.versions), (9, 42, vec![7, 8], vec![1, 2]));
+        assert_eq!(
+            (d.epoch, d.fresh_lsn, d.tags, d.versions),
+            (9, 42, vec![7, 8], vec![1, 2])
+        );
         let v: Vec<i64> = postcard::from_bytes(d.payload).expect("payload");
         assert_eq!(v, [1, 2, 3]);
         for bytes in [&b""[..], b"garbage", &[0xff; 40]] {
@@ -498,7 +519,14 @@ mod tests {
             key[open + 1..close].to_owned()
         };
         let tag = TagId(5);
-        for key in [k.tv(tag), k.tl(tag), k.epoch(), k.seq(), k.rows(), k.channel.clone()] {
+        for key in [
+            k.tv(tag),
+            k.tl(tag),
+            k.epoch(),
+            k.seq(),
+            k.rows(),
+            k.channel.clone(),
+        ] {
             assert_eq!(slot(&key), "seaway:00000000000000ab", "{key}");
         }
         assert!(!k.entry(1).contains('{'), "entries spread over the cluster");

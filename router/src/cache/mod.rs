@@ -118,7 +118,12 @@ struct Entry {
 struct PerEntry;
 
 impl moka::Expiry<u128, Arc<Entry>> for PerEntry {
-    fn expire_after_create(&self, _: &u128, e: &Arc<Entry>, _: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &u128,
+        e: &Arc<Entry>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
         Some(e.ttl)
     }
 }
@@ -321,12 +326,16 @@ impl QueryCache {
 
     /// Takes `text` as Redis's epoch; a new one invalidates everything.
     fn adopt_epoch(&self, text: &str) {
-        let Ok(mut e) = self.epoch.write() else { return };
+        let Ok(mut e) = self.epoch.write() else {
+            return;
+        };
         if e.as_ref().is_some_and(|e| e.text == text) {
             return;
         }
         if e.is_some() {
-            tracing::warn!("redis holds a new cache epoch (restarted, restored or failed over): every cached entry is dropped");
+            tracing::warn!(
+                "redis holds a new cache epoch (restarted, restored or failed over): every cached entry is dropped"
+            );
         }
         *e = Some(Epoch {
             text: text.to_owned(),
@@ -387,12 +396,7 @@ impl QueryCache {
                 Role::Lead(lead) => {
                     let Some(l) = load.take() else { break };
                     let result = self.miss(&req, l).await;
-                    lead.finish(
-                        result
-                            .as_ref()
-                            .map(Clone::clone)
-                            .map_err(SharedErr::of),
-                    );
+                    lead.finish(result.as_ref().map(Clone::clone).map_err(SharedErr::of));
                     return Self::typed(result?);
                 }
                 Role::Wait(rx) => {
@@ -539,7 +543,11 @@ impl QueryCache {
             return miss();
         }
         let tags: Vec<TagId> = env.tags.iter().map(|t| TagId(*t)).collect();
-        let extra: Vec<TagId> = tags.iter().filter(|t| !statics.contains(t)).copied().collect();
+        let extra: Vec<TagId> = tags
+            .iter()
+            .filter(|t| !statics.contains(t))
+            .copied()
+            .collect();
         if !extra.is_empty() {
             let remote = l2.versions(&extra).await?;
             if remote.epoch.as_deref() != Some(epoch.text.as_str()) {
@@ -558,8 +566,16 @@ impl QueryCache {
         let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
         if self.versions.valid_since(&tags, since) {
             let ttl = self.ttl_for(req.ttl, false);
-            self.put_l1(req.key, tags, since, Lsn(env.fresh_lsn), ttl, value.clone(), bytes.len())
-                .await;
+            self.put_l1(
+                req.key,
+                tags,
+                since,
+                Lsn(env.fresh_lsn),
+                ttl,
+                value.clone(),
+                bytes.len(),
+            )
+            .await;
         }
         Some(Loaded {
             value,

@@ -50,10 +50,12 @@ fn source(replay: u64, fresh: u64) -> Source {
 }
 
 async fn load_n(c: &Arc<QueryCache>, key: u128, n: i64, replay: u64) -> (i64, CacheOutcome) {
-    c.get_or_load(req(key, Lsn::ZERO), || async move { Ok((n, source(replay, replay))) })
-        .await
-        .map(|(v, o)| (*v, o))
-        .expect("load")
+    c.get_or_load(req(key, Lsn::ZERO), || async move {
+        Ok((n, source(replay, replay)))
+    })
+    .await
+    .map(|(v, o)| (*v, o))
+    .expect("load")
 }
 
 fn invalidate(c: &QueryCache, tags: &[TagId], lsn: u64) {
@@ -67,7 +69,11 @@ async fn hit_after_miss_and_miss_after_invalidation() {
     assert_eq!(load_n(&c, 1, 10, u64::MAX).await, (10, CacheOutcome::Miss));
     assert_eq!(load_n(&c, 1, 11, u64::MAX).await, (10, CacheOutcome::HitL1));
     invalidate(&c, &[TagId::table("profiles")], 5);
-    assert_eq!(load_n(&c, 1, 12, u64::MAX).await, (10, CacheOutcome::HitL1), "other table");
+    assert_eq!(
+        load_n(&c, 1, 12, u64::MAX).await,
+        (10, CacheOutcome::HitL1),
+        "other table"
+    );
     invalidate(&c, &[TagId::members("stories")], 6);
     assert_eq!(load_n(&c, 1, 13, u64::MAX).await, (13, CacheOutcome::Miss));
     assert_eq!(c.stats().invalidations_by_level.table, 2);
@@ -78,7 +84,11 @@ async fn a_fill_from_a_source_behind_the_last_invalidation_is_not_stored() {
     let c = cache().await;
     invalidate(&c, &[TagId::table("stories")], 100);
     assert_eq!(load_n(&c, 2, 1, 99).await, (1, CacheOutcome::Miss));
-    assert_eq!(load_n(&c, 2, 2, 100).await, (2, CacheOutcome::Miss), "not stored before");
+    assert_eq!(
+        load_n(&c, 2, 2, 100).await,
+        (2, CacheOutcome::Miss),
+        "not stored before"
+    );
     assert_eq!(load_n(&c, 2, 3, 100).await, (2, CacheOutcome::HitL1));
     assert_eq!(c.stats().refused_lag, 1);
 }
@@ -104,7 +114,9 @@ async fn entries_older_than_the_scope_are_not_used() {
     let c = cache().await;
     load_n(&c, 4, 1, 10).await;
     let (v, o) = c
-        .get_or_load(req(4, Lsn(50)), || async { Ok((2i64, source(u64::MAX, 50))) })
+        .get_or_load(req(4, Lsn(50)), || async {
+            Ok((2i64, source(u64::MAX, 50)))
+        })
         .await
         .expect("load");
     assert_eq!((*v, o), (2, CacheOutcome::Miss));
@@ -158,7 +170,9 @@ async fn a_waiter_never_takes_a_load_fresher_than_its_source_proved() {
         tokio::task::yield_now().await;
     }
     // needs 100: must not join a load for less
-    let mine = c.get_or_load(req(5, Lsn(100)), || async { Ok((2i64, source(u64::MAX, 100))) });
+    let mine = c.get_or_load(req(5, Lsn(100)), || async {
+        Ok((2i64, source(u64::MAX, 100)))
+    });
     let (v, _) = mine.await.expect("load");
     assert_eq!(*v, 2);
     gate.notify_one();
@@ -166,7 +180,9 @@ async fn a_waiter_never_takes_a_load_fresher_than_its_source_proved() {
     assert_eq!((*v, o), (1, CacheOutcome::Miss));
     // and the refused fill was not stored with any freshness it lacks
     let (v, o) = c
-        .get_or_load(req(5, Lsn(100)), || async { Ok((3i64, source(u64::MAX, 100))) })
+        .get_or_load(req(5, Lsn(100)), || async {
+            Ok((3i64, source(u64::MAX, 100)))
+        })
         .await
         .expect("load");
     assert_eq!((*v, o), (2, CacheOutcome::HitL1));
@@ -194,7 +210,10 @@ async fn a_failed_load_fails_its_waiters_at_once() {
         let e = t.await.expect("join").expect_err("fails");
         assert!(crate::conn::is_connection_error(&e));
     }
-    assert!(start.elapsed() < Duration::from_millis(400), "one load's time, not ten");
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "one load's time, not ten"
+    );
     assert_eq!(c.stats().loads, 1);
 }
 
@@ -202,6 +221,9 @@ async fn a_failed_load_fails_its_waiters_at_once() {
 async fn empty_results_live_shorter_and_no_ttl_is_longer_than_the_maximum() {
     let c = cache().await;
     assert_eq!(c.ttl_for(Duration::from_secs(300), true), NEGATIVE_TTL);
-    assert_eq!(c.ttl_for(Duration::from_secs(300), false), Duration::from_secs(300));
+    assert_eq!(
+        c.ttl_for(Duration::from_secs(300), false),
+        Duration::from_secs(300)
+    );
     assert_eq!(c.ttl_for(Duration::from_secs(u64::MAX / 2), false), MAX_TTL);
 }

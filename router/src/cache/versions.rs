@@ -125,7 +125,9 @@ impl Versions {
         }
         if pending && let Ok(mut p) = self.pending.lock() {
             for m in tags {
-                let e = p.entry(m.id).or_insert((m.level == crate::tag::Level::Row, 0, 0));
+                let e = p
+                    .entry(m.id)
+                    .or_insert((m.level == crate::tag::Level::Row, 0, 0));
                 e.1 = e.1.max(lsn);
                 e.2 = e.2.max(g);
             }
@@ -264,9 +266,15 @@ mod tests {
         let since = v.generation();
         v.apply([(t(1), 6, 90)]); // a pipelined reply read before it
         assert_eq!(v.recorded(&[t(1)]), [7]);
-        assert!(v.valid_since(&[t(1)], since), "an older version is no change");
+        assert!(
+            v.valid_since(&[t(1)], since),
+            "an older version is no change"
+        );
         v.apply([(t(1), 7, 100)]);
-        assert!(v.valid_since(&[t(1)], since), "the same version is no change");
+        assert!(
+            v.valid_since(&[t(1)], since),
+            "the same version is no change"
+        );
         v.apply([(t(1), 8, 110)]);
         assert!(!v.valid_since(&[t(1)], since));
     }
@@ -274,7 +282,11 @@ mod tests {
     #[test]
     fn pending_writes_are_kept_until_confirmed() {
         let v = Versions::default();
-        v.bump_local(&[Moved::new(t(1), Level::Row), Moved::new(t(2), Level::Table)], 5, true);
+        v.bump_local(
+            &[Moved::new(t(1), Level::Row), Moved::new(t(2), Level::Table)],
+            5,
+            true,
+        );
         assert!(v.any_pending(&[t(2), t(9)]));
         let g = v.generation();
         let mut p = v.pending();
@@ -297,8 +309,15 @@ mod tests {
         v.reset();
         assert!(!v.valid_since(&[t(2)], since));
         assert_eq!(v.recorded(&[t(1)]), [0]);
-        assert_eq!(v.max_lsn(&[t(1)]), 100, "an invalidation's LSN outlives the epoch");
+        assert_eq!(
+            v.max_lsn(&[t(1)]),
+            100,
+            "an invalidation's LSN outlives the epoch"
+        );
         v.apply([(t(1), 1, 100)]);
-        assert!(!v.valid_since(&[t(1)], v.generation() - 1), "the new epoch's first version is a change");
+        assert!(
+            !v.valid_since(&[t(1)], v.generation() - 1),
+            "the new epoch's first version is a change"
+        );
     }
 }

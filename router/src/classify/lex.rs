@@ -203,11 +203,17 @@ mod tests {
 
     #[test]
     fn parameters_quotes_and_comments() {
-        let t = tokenize("UPDATE \"a\"\"b\" SET x = $12 /* $3 */ WHERE y = ? -- $4\n AND z = 'it''s $5'");
+        let t = tokenize(
+            "UPDATE \"a\"\"b\" SET x = $12 /* $3 */ WHERE y = ? -- $4\n AND z = 'it''s $5'",
+        );
         assert_eq!(t[1], Token::Quoted("a\"\"b"));
         assert_eq!(ident(&t[1]).as_deref(), Some("a\"b"));
         assert!(t.contains(&Token::Param(11)));
-        assert!(!t.contains(&Token::Param(2)) && !t.contains(&Token::Param(3)) && !t.contains(&Token::Param(4)));
+        assert!(
+            !t.contains(&Token::Param(2))
+                && !t.contains(&Token::Param(3))
+                && !t.contains(&Token::Param(4))
+        );
         assert!(t.contains(&Token::QMark));
     }
 

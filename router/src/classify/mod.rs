@@ -121,7 +121,10 @@ const PRIMARY_FUNCTION_PREFIXES: &[&str] = &[
 pub(crate) fn is_primary_function(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     let lower = lower.rsplit('.').next().unwrap_or(&lower); // pg_catalog.nextval
-    PRIMARY_FUNCTIONS.contains(&lower) || PRIMARY_FUNCTION_PREFIXES.iter().any(|p| lower.starts_with(p))
+    PRIMARY_FUNCTIONS.contains(&lower)
+        || PRIMARY_FUNCTION_PREFIXES
+            .iter()
+            .any(|p| lower.starts_with(p))
 }
 
 /// Whether custom SQL text (an `Expr::cust`) calls such a function.
@@ -132,7 +135,9 @@ pub(crate) fn text_needs_primary(text: &str) -> bool {
 
 /// Whether custom SQL text may read tables of its own (a subquery).
 pub(crate) fn text_reads_tables(text: &str) -> bool {
-    tokenize(text).iter().any(|t| t.is("SELECT") || t.is("FROM") || t.is("TABLE"))
+    tokenize(text)
+        .iter()
+        .any(|t| t.is("SELECT") || t.is("FROM") || t.is("TABLE"))
 }
 
 fn calls_primary(tokens: &[Token<'_>]) -> bool {
@@ -216,7 +221,14 @@ const READ_STARTS: &[&str] = &["SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXP
 
 /// Statements whose effect stays in the session.
 const SESSION_STARTS: &[&str] = &[
-    "SET", "RESET", "PREPARE", "DEALLOCATE", "LISTEN", "UNLISTEN", "DISCARD", "LOAD",
+    "SET",
+    "RESET",
+    "PREPARE",
+    "DEALLOCATE",
+    "LISTEN",
+    "UNLISTEN",
+    "DISCARD",
+    "LOAD",
 ];
 
 fn is_schema_keyword(w: &Token<'_>) -> bool {
@@ -299,7 +311,10 @@ fn classify_one(tokens: &[Token<'_>]) -> Access {
     if first.is("LOCK") {
         return Access::new(Kind::Primary);
     }
-    if !READ_STARTS.iter().any(|k| k.eq_ignore_ascii_case(first_word)) {
+    if !READ_STARTS
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(first_word))
+    {
         return write;
     }
     let mut primary = false;
@@ -308,7 +323,8 @@ fn classify_one(tokens: &[Token<'_>]) -> Access {
         let is = |k: &str| w.eq_ignore_ascii_case(k);
         if is("INSERT") || is("UPDATE") || is("DELETE") || is("MERGE") || is("TRUNCATE") {
             // a data-modifying CTE, or a lock clause ending in UPDATE
-            let lock = i > 0 && (tokens[i - 1].is("FOR") || tokens[i - 1].is("KEY") || tokens[i - 1].is("NO"));
+            let lock = i > 0
+                && (tokens[i - 1].is("FOR") || tokens[i - 1].is("KEY") || tokens[i - 1].is("NO"));
             if lock {
                 primary = true;
                 continue;
@@ -431,7 +447,10 @@ mod tests {
     #[case::insert_returning("insert into stories (title) values ($1) returning id", Kind::Write)]
     #[case::update("UPDATE stories SET view_count = view_count + 1", Kind::Write)]
     #[case::delete("DELETE FROM follows WHERE follower_id = 1", Kind::Write)]
-    #[case::merge("MERGE INTO stories s USING x ON true WHEN MATCHED THEN DELETE", Kind::Write)]
+    #[case::merge(
+        "MERGE INTO stories s USING x ON true WHEN MATCHED THEN DELETE",
+        Kind::Write
+    )]
     #[case::truncate("TRUNCATE stories", Kind::Write)]
     #[case::create("CREATE TABLE x (id int)", Kind::Write)]
     #[case::alter("ALTER TABLE stories ADD COLUMN x int", Kind::Write)]
@@ -543,16 +562,30 @@ mod tests {
             // SQLite has no lock clause: SeaQuery leaves it out there
             assert_eq!(is_plain_select(&locked.sql), backend == DbBackend::Sqlite);
             for side_effect in [
-                Query::select().expr(Expr::cust("NEXTVAL('stories_id_seq')")).to_owned(),
-                Query::select().expr(Func::cust("pg_advisory_lock").arg(1)).to_owned(),
-                Query::select().expr(Func::cust("\"lo_unlink\"").arg(1)).to_owned(),
-                Query::select().expr(Func::cust("set_config").arg("a")).to_owned(),
+                Query::select()
+                    .expr(Expr::cust("NEXTVAL('stories_id_seq')"))
+                    .to_owned(),
+                Query::select()
+                    .expr(Func::cust("pg_advisory_lock").arg(1))
+                    .to_owned(),
+                Query::select()
+                    .expr(Func::cust("\"lo_unlink\"").arg(1))
+                    .to_owned(),
+                Query::select()
+                    .expr(Func::cust("set_config").arg("a"))
+                    .to_owned(),
             ] {
                 let built = backend.build(&side_effect);
                 assert!(!is_plain_select(&built.sql), "{}", built.sql);
-                assert_eq!(classify_typed(&built.sql).kind, Kind::Primary, "{}", built.sql);
+                assert_eq!(
+                    classify_typed(&built.sql).kind,
+                    Kind::Primary,
+                    "{}",
+                    built.sql
+                );
             }
-            let plain_fn = backend.build(&Query::select().expr(Func::lower(Expr::val("A"))).to_owned());
+            let plain_fn =
+                backend.build(&Query::select().expr(Func::lower(Expr::val("A"))).to_owned());
             assert!(is_plain_select(&plain_fn.sql));
         }
         assert!(!is_plain_select("select * from stories"));

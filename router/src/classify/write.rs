@@ -159,9 +159,13 @@ fn column(t: &[Token<'_>]) -> Option<String> {
     match t {
         [c @ Token::Quoted(_)] => ident(c),
         [Token::Quoted(_), Token::Punct(b'.'), c @ Token::Quoted(_)] => ident(c),
-        [Token::Quoted(_), Token::Punct(b'.'), Token::Quoted(_), Token::Punct(b'.'), c @ Token::Quoted(_)] => {
-            ident(c)
-        }
+        [
+            Token::Quoted(_),
+            Token::Punct(b'.'),
+            Token::Quoted(_),
+            Token::Punct(b'.'),
+            c @ Token::Quoted(_),
+        ] => ident(c),
         _ => None,
     }
 }
@@ -204,7 +208,9 @@ fn key_terms(t: &[Token<'_>]) -> Vec<(String, Vec<usize>)> {
                 }
             }
         } else if let Some(i) = term.iter().position(|x| x.is("IN")) {
-            let Some(c) = column(&term[..i]) else { continue };
+            let Some(c) = column(&term[..i]) else {
+                continue;
+            };
             if i > 0 && term[i - 1].is("NOT") {
                 continue;
             }
@@ -300,7 +306,8 @@ fn update(t: &[Token<'_>]) -> Option<Shape> {
     if !t.get(at)?.is("SET") {
         return None;
     }
-    let end = find_top(t, at + 1, &["WHERE", "RETURNING", "FROM", "ORDER", "LIMIT"]).unwrap_or(t.len());
+    let end =
+        find_top(t, at + 1, &["WHERE", "RETURNING", "FROM", "ORDER", "LIMIT"]).unwrap_or(t.len());
     if t.get(end).is_some_and(|x| x.is("FROM")) {
         return None; // UPDATE .. FROM: joins decide the rows
     }
@@ -371,7 +378,11 @@ fn returned_key(row: &QueryResult, col: &str) -> Option<String> {
 /// `None` when a row lacks one.
 pub(crate) fn returned_keys(rows: &[QueryResult], pk: &[String]) -> Option<Vec<Vec<String>>> {
     rows.iter()
-        .map(|r| pk.iter().map(|c| returned_key(r, c)).collect::<Option<Vec<_>>>())
+        .map(|r| {
+            pk.iter()
+                .map(|c| returned_key(r, c))
+                .collect::<Option<Vec<_>>>()
+        })
         .collect()
 }
 
@@ -388,26 +399,39 @@ fn keys_of_values(
     rows.iter()
         .map(|row| {
             idx.iter()
-                .map(|&i| row.get(i).copied().flatten().and_then(|v| values.get(v)).and_then(key_text))
+                .map(|&i| {
+                    row.get(i)
+                        .copied()
+                        .flatten()
+                        .and_then(|v| values.get(v))
+                        .and_then(key_text)
+                })
                 .collect::<Option<Vec<_>>>()
         })
         .collect()
 }
 
-fn keys_of_terms(pk: &[String], terms: &[(String, Vec<usize>)], values: &[Value]) -> Option<Vec<Vec<String>>> {
+fn keys_of_terms(
+    pk: &[String],
+    terms: &[(String, Vec<usize>)],
+    values: &[Value],
+) -> Option<Vec<Vec<String>>> {
     let per_col: Vec<Vec<String>> = pk
         .iter()
         .map(|k| {
-            terms
-                .iter()
-                .find(|(c, _)| c == k)
-                .and_then(|(_, ps)| ps.iter().map(|&p| values.get(p).and_then(key_text)).collect::<Option<Vec<_>>>())
+            terms.iter().find(|(c, _)| c == k).and_then(|(_, ps)| {
+                ps.iter()
+                    .map(|&p| values.get(p).and_then(key_text))
+                    .collect::<Option<Vec<_>>>()
+            })
         })
         .collect::<Option<_>>()?;
     match per_col.as_slice() {
         [one] => Some(one.iter().map(|k| vec![k.clone()]).collect()),
         // several key columns: each fixed to one value
-        many if many.iter().all(|v| v.len() == 1) => Some(vec![many.iter().map(|v| v[0].clone()).collect()]),
+        many if many.iter().all(|v| v.len() == 1) => {
+            Some(vec![many.iter().map(|v| v[0].clone()).collect()])
+        }
         _ => None,
     }
 }
@@ -434,7 +458,9 @@ pub(crate) fn moved(
         return out;
     };
     let t = s.table.as_str();
-    let pk = schema.pk(t).filter(|p| p.trackable && !p.columns.is_empty());
+    let pk = schema
+        .pk(t)
+        .filter(|p| p.trackable && !p.columns.is_empty());
     let from_rows = || -> Option<Vec<Vec<String>>> {
         pk?;
         if s.returning {
@@ -479,8 +505,8 @@ pub(crate) fn moved(
         }
         Op::Update { set, keys } => {
             let sets_key = pk.is_none_or(|p| p.columns.iter().any(|k| set.contains(k)));
-            let keys = pk
-                .and_then(|pk| from_rows().or_else(|| keys_of_terms(&pk.columns, keys, values)));
+            let keys =
+                pk.and_then(|pk| from_rows().or_else(|| keys_of_terms(&pk.columns, keys, values)));
             match keys {
                 Some(k) if !sets_key => {
                     row_tags(&k, &mut out);
@@ -495,7 +521,8 @@ pub(crate) fn moved(
         }
         Op::Delete { keys } => {
             out.push(Moved::new(TagId::members(t), Level::Membership));
-            let keys = pk.and_then(|pk| from_rows().or_else(|| keys_of_terms(&pk.columns, keys, values)));
+            let keys =
+                pk.and_then(|pk| from_rows().or_else(|| keys_of_terms(&pk.columns, keys, values)));
             match keys {
                 Some(k) => row_tags(&k, &mut out),
                 None => out.push(Moved::new(TagId::table(t), Level::Table)),
@@ -517,7 +544,11 @@ mod tests {
 
     fn schema() -> Schema {
         let mut s = Schema::default();
-        for (t, cols) in [("stories", vec!["id"]), ("profiles", vec!["id"]), ("follows", vec!["follower_id", "following_id"])] {
+        for (t, cols) in [
+            ("stories", vec!["id"]),
+            ("profiles", vec!["id"]),
+            ("follows", vec!["follower_id", "following_id"]),
+        ] {
             s.pks.insert(
                 t.into(),
                 Pk {
@@ -538,12 +569,21 @@ mod tests {
         s
     }
 
-    fn tags_of<S: sea_orm::StatementBuilder>(backend: DbBackend, stmt: &S) -> (Option<Shape>, Vec<Moved>) {
+    fn tags_of<S: sea_orm::StatementBuilder>(
+        backend: DbBackend,
+        stmt: &S,
+    ) -> (Option<Shape>, Vec<Moved>) {
         let built = backend.build(stmt);
         let shape = shape(backend, &built.sql);
         let values = built.values.map(|v| v.0).unwrap_or_default();
         let tables = super::super::classify_sql(&built.sql).tables;
-        let moved = moved(shape.as_ref(), &tables, &values, &schema(), Outcome::default());
+        let moved = moved(
+            shape.as_ref(),
+            &tables,
+            &values,
+            &schema(),
+            Outcome::default(),
+        );
         (shape, moved)
     }
 
@@ -560,7 +600,10 @@ mod tests {
         for backend in [DbBackend::Postgres, DbBackend::Sqlite] {
             let q = Story::update_many()
                 .col_expr(story::Column::Title, Expr::value("t"))
-                .col_expr(story::Column::ViewCount, Expr::col(story::Column::ViewCount).add(1))
+                .col_expr(
+                    story::Column::ViewCount,
+                    Expr::col(story::Column::ViewCount).add(1),
+                )
                 .filter(story::Column::Id.eq(42));
             let (shape, m) = tags_of(backend, &q.into_query());
             let shape = shape.expect("recognized");
@@ -589,9 +632,16 @@ mod tests {
         assert!(has(&m, TagId::table("stories")));
         let q = Story::update_many()
             .col_expr(story::Column::Featured, Expr::value(true))
-            .filter(sea_orm::Condition::any().add(story::Column::Id.eq(1)).add(story::Column::AuthorId.eq(3)));
+            .filter(
+                sea_orm::Condition::any()
+                    .add(story::Column::Id.eq(1))
+                    .add(story::Column::AuthorId.eq(3)),
+            );
         let (_, m) = tags_of(DbBackend::Postgres, &q.into_query());
-        assert!(has(&m, TagId::table("stories")), "an OR is not a key filter");
+        assert!(
+            has(&m, TagId::table("stories")),
+            "an OR is not a key filter"
+        );
     }
 
     #[test]
@@ -640,12 +690,20 @@ mod tests {
             created_at: Set(chrono::Utc::now()),
         };
         let q = || {
-            Follow::insert(row.clone())
-                .on_conflict_do_nothing_on([follow::Column::FollowerId, follow::Column::FollowingId])
+            Follow::insert(row.clone()).on_conflict_do_nothing_on([
+                follow::Column::FollowerId,
+                follow::Column::FollowingId,
+            ])
         };
         for backend in [DbBackend::Postgres, DbBackend::Sqlite] {
             let (shape, m) = tags_of(backend, &q().into_query());
-            assert!(matches!(shape.expect("recognized").op, Op::Insert { conflict: Conflict::Nothing, .. }));
+            assert!(matches!(
+                shape.expect("recognized").op,
+                Op::Insert {
+                    conflict: Conflict::Nothing,
+                    ..
+                }
+            ));
             assert!(has(&m, TagId::row("follows", &key(&["1", "2"]))));
             assert!(has(&m, TagId::members("follows")));
             assert!(!has(&m, TagId::table("follows")));
@@ -670,7 +728,10 @@ mod tests {
             updated_at: Set(chrono::Utc::now()),
             ..Default::default()
         };
-        let (_, m) = tags_of(DbBackend::Postgres, &Profile::insert(row.clone()).into_query());
+        let (_, m) = tags_of(
+            DbBackend::Postgres,
+            &Profile::insert(row.clone()).into_query(),
+        );
         assert!(has(&m, TagId::table("profiles")));
         // SQLite's rowid of a one-row insert names it
         let built = DbBackend::Sqlite.build(&Profile::insert(row).into_query());

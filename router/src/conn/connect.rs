@@ -90,34 +90,43 @@ async fn identity(conn: &DatabaseConnection, url: &str) -> (Cluster, u64) {
             };
             // pg_control_system() may be denied to a managed service's role:
             // then the URL's host, port and database name the cluster
-            let system = match q("SELECT system_identifier::text AS s FROM pg_control_system()").await {
-                Some(r) => r
-                    .try_get::<String>("", "s")
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok()),
-                None => None,
-            }
-            .unwrap_or_else(|| {
-                let u = url::Url::parse(url).ok();
-                let host = u
-                    .as_ref()
-                    .map(|u| format!("{}:{}", u.host_str().unwrap_or(""), u.port().unwrap_or(5432)))
-                    .unwrap_or_default();
-                xxhash_rust::xxh3::xxh3_64(host.as_bytes())
-            });
+            let system =
+                match q("SELECT system_identifier::text AS s FROM pg_control_system()").await {
+                    Some(r) => r
+                        .try_get::<String>("", "s")
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok()),
+                    None => None,
+                }
+                .unwrap_or_else(|| {
+                    let u = url::Url::parse(url).ok();
+                    let host = u
+                        .as_ref()
+                        .map(|u| {
+                            format!(
+                                "{}:{}",
+                                u.host_str().unwrap_or(""),
+                                u.port().unwrap_or(5432)
+                            )
+                        })
+                        .unwrap_or_default();
+                    xxhash_rust::xxh3::xxh3_64(host.as_bytes())
+                });
             let timeline = q("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS t")
                 .await
                 .and_then(|r| r.try_get::<String>("", "t").ok())
                 .and_then(|t| u32::from_str_radix(&t, 16).ok())
                 .unwrap_or(0);
-            let names = q("SELECT current_database()::text AS d, current_user::text AS u, \
-                           current_setting('search_path') AS p")
-                .await
-                .map(|r| {
-                    let g = |c: &str| r.try_get::<String>("", c).unwrap_or_default();
-                    format!("{}\0{}\0{}", g("d"), g("u"), g("p"))
-                })
-                .unwrap_or_default();
+            let names = q(
+                "SELECT current_database()::text AS d, current_user::text AS u, \
+                           current_setting('search_path') AS p",
+            )
+            .await
+            .map(|r| {
+                let g = |c: &str| r.try_get::<String>("", c).unwrap_or_default();
+                format!("{}\0{}\0{}", g("d"), g("u"), g("p"))
+            })
+            .unwrap_or_default();
             let mut buf = system.to_be_bytes().to_vec();
             buf.extend_from_slice(names.as_bytes());
             (
@@ -131,7 +140,13 @@ async fn identity(conn: &DatabaseConnection, url: &str) -> (Cluster, u64) {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| path.to_owned());
             let system = xxhash_rust::xxh3::xxh3_64(canonical.as_bytes());
-            (Cluster { system, timeline: 0 }, system)
+            (
+                Cluster {
+                    system,
+                    timeline: 0,
+                },
+                system,
+            )
         }
     }
 }
@@ -169,7 +184,14 @@ impl Db {
         }
         let primary = connect(
             url,
-            options(url, config.pool_min, config.pool_max, Duration::from_secs(5), false, st),
+            options(
+                url,
+                config.pool_min,
+                config.pool_max,
+                Duration::from_secs(5),
+                false,
+                st,
+            ),
         )
         .await?;
         let backend = primary.get_database_backend();
@@ -191,7 +213,14 @@ impl Db {
         for (i, r) in config.replica_urls.iter().enumerate() {
             let conn = connect(
                 r,
-                options(r, config.pool_min, config.pool_max, REPLICA_CONNECT_TIMEOUT, true, st),
+                options(
+                    r,
+                    config.pool_min,
+                    config.pool_max,
+                    REPLICA_CONNECT_TIMEOUT,
+                    true,
+                    st,
+                ),
             )
             .await?;
             let shares = backend == DbBackend::Sqlite;

@@ -63,7 +63,15 @@ impl std::fmt::Debug for Db {
         f.debug_struct("Db")
             .field("backend", &self.shared.backend)
             .field("replicas", &self.replica_names())
-            .field("aliases", &self.shared.aliases.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "aliases",
+                &self
+                    .shared
+                    .aliases
+                    .iter()
+                    .map(|(n, _)| n)
+                    .collect::<Vec<_>>(),
+            )
             .field("cache", &self.shared.cache_enabled)
             .finish_non_exhaustive()
     }
@@ -313,7 +321,10 @@ impl Db {
     }
 
     pub(crate) fn count_read_in_transaction(&self) {
-        crate::stats::bump(&self.shared.counters.primary_reads, "seaway_primary_reads_total");
+        crate::stats::bump(
+            &self.shared.counters.primary_reads,
+            "seaway_primary_reads_total",
+        );
     }
 
     /// The primary's position as last known (SQLite: the write counter).

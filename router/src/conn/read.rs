@@ -87,7 +87,12 @@ impl Db {
     /// The cache namespace of reads from `target`.
     pub(crate) fn ns_for(&self, target: Target) -> u64 {
         match target {
-            Target::Alias(i) => self.shared.alias_ns.get(i).copied().unwrap_or(self.shared.ns),
+            Target::Alias(i) => self
+                .shared
+                .alias_ns
+                .get(i)
+                .copied()
+                .unwrap_or(self.shared.ns),
             _ => self.shared.ns,
         }
     }
@@ -175,8 +180,15 @@ impl Db {
                             r.read_failed();
                         }
                         let source = self.stamp(Target::Primary);
-                        let span = tracing::debug_span!("seaway.statement", alias = "default", reason = Why::Failover.as_str());
-                        let v = self.bounded(exec(s.primary.clone())).instrument(span).await?;
+                        let span = tracing::debug_span!(
+                            "seaway.statement",
+                            alias = "default",
+                            reason = Why::Failover.as_str()
+                        );
+                        let v = self
+                            .bounded(exec(s.primary.clone()))
+                            .instrument(span)
+                            .await?;
                         bump(&s.counters.primary_reads, "seaway_primary_reads_total");
                         bump(&s.counters.fallbacks, "seaway_fallbacks_total");
                         Ok((v, Target::Primary, source))
@@ -186,8 +198,15 @@ impl Db {
             }
             Target::Primary => {
                 let source = self.stamp(target);
-                let span = tracing::debug_span!("seaway.statement", alias = "default", reason = why.as_str());
-                let v = self.bounded(exec(s.primary.clone())).instrument(span).await?;
+                let span = tracing::debug_span!(
+                    "seaway.statement",
+                    alias = "default",
+                    reason = why.as_str()
+                );
+                let v = self
+                    .bounded(exec(s.primary.clone()))
+                    .instrument(span)
+                    .await?;
                 bump(&s.counters.primary_reads, "seaway_primary_reads_total");
                 if why == Why::Sticky {
                     bump(&s.counters.sticky_reads, "seaway_sticky_reads_total");
@@ -198,7 +217,8 @@ impl Db {
             }
             Target::Alias(i) => {
                 let (name, conn) = &s.aliases[i];
-                let span = tracing::debug_span!("seaway.statement", alias = %name, reason = why.as_str());
+                let span =
+                    tracing::debug_span!("seaway.statement", alias = %name, reason = why.as_str());
                 let v = self.bounded(exec(conn.clone())).instrument(span).await?;
                 Ok((v, target, self.stamp(target)))
             }
@@ -208,7 +228,12 @@ impl Db {
     }
 
     /// An uncached read.
-    pub(crate) async fn read<V, F, Fut>(&self, using: &Using, hints: &Hints<'_>, exec: F) -> Result<V, DbErr>
+    pub(crate) async fn read<V, F, Fut>(
+        &self,
+        using: &Using,
+        hints: &Hints<'_>,
+        exec: F,
+    ) -> Result<V, DbErr>
     where
         F: Fn(DatabaseConnection) -> Fut,
         Fut: Future<Output = Result<V, DbErr>>,

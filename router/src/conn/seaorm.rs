@@ -103,8 +103,11 @@ impl ConnectionTrait for Db {
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         let stmt = Statement::from_string(self.shared.backend, sql);
-        self.route_raw(stmt, |c, st| async move { c.execute_unprepared(&st.sql).await })
-            .await
+        self.route_raw(
+            stmt,
+            |c, st| async move { c.execute_unprepared(&st.sql).await },
+        )
+        .await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {

@@ -91,7 +91,11 @@ impl Db {
     }
 
     /// The tags a committed write moved, with the catalog as now read.
-    pub(crate) fn moved_by<W: Written>(&self, stmt: &Statement<'_>, result: Option<&W>) -> Vec<Moved> {
+    pub(crate) fn moved_by<W: Written>(
+        &self,
+        stmt: &Statement<'_>,
+        result: Option<&W>,
+    ) -> Vec<Moved> {
         let schema = self.shared.catalog.schema();
         let returned = match (stmt.shape, result.and_then(|r| r.rows())) {
             (Some(shape), Some(rows)) if shape.returning => schema
@@ -108,13 +112,23 @@ impl Db {
                 None
             },
         };
-        moved(stmt.shape, &stmt.access.tables, stmt.values, &schema, outcome)
+        moved(
+            stmt.shape,
+            &stmt.access.tables,
+            stmt.values,
+            &schema,
+            outcome,
+        )
     }
 
     /// Runs one statement that needs the primary: a write (sticky,
     /// invalidating after), or a statement that changes no rows (a locking
     /// read, a sequence call, an advisory lock), which moves nothing.
-    pub(crate) async fn run_write<W, F, Fut>(&self, stmt: Statement<'_>, exec: F) -> Result<W, DbErr>
+    pub(crate) async fn run_write<W, F, Fut>(
+        &self,
+        stmt: Statement<'_>,
+        exec: F,
+    ) -> Result<W, DbErr>
     where
         W: Written,
         F: FnOnce(DatabaseConnection) -> Fut,
@@ -123,10 +137,17 @@ impl Db {
         let s = &self.shared;
         if stmt.access.kind == Kind::Primary {
             // changes no rows: the primary, no sticky flag, no invalidation
-            let span = tracing::debug_span!("seaway.statement", alias = "default", reason = "locking");
-            let v = tracing::Instrument::instrument(self.bounded(exec(s.primary.clone())), span).await?;
+            let span =
+                tracing::debug_span!("seaway.statement", alias = "default", reason = "locking");
+            let v = tracing::Instrument::instrument(self.bounded(exec(s.primary.clone())), span)
+                .await?;
             bump(&s.counters.primary_reads, "seaway_primary_reads_total");
-            scope::with_current(|st| st.record(crate::scope::Route::Primary, crate::scope::CacheOutcome::Bypass));
+            scope::with_current(|st| {
+                st.record(
+                    crate::scope::Route::Primary,
+                    crate::scope::CacheOutcome::Bypass,
+                )
+            });
             return Ok(v);
         }
         if scope::writes_prevented() {
@@ -160,13 +181,15 @@ impl Db {
     pub(crate) async fn write_lsn(&self) -> Option<Lsn> {
         let s = &self.shared;
         match s.backend {
-            DbBackend::Postgres => match tokio::time::timeout(LSN_TIMEOUT, query_lsn(&s.primary)).await {
-                Ok(Ok(lsn)) => {
-                    s.replicas.primary_lsn.fetch_max(lsn.0, Relaxed);
-                    Some(lsn)
+            DbBackend::Postgres => {
+                match tokio::time::timeout(LSN_TIMEOUT, query_lsn(&s.primary)).await {
+                    Ok(Ok(lsn)) => {
+                        s.replicas.primary_lsn.fetch_max(lsn.0, Relaxed);
+                        Some(lsn)
+                    }
+                    _ => None,
                 }
-                _ => None,
-            },
+            }
             _ => Some(Lsn(s.sqlite_lsn.fetch_add(1, Relaxed) + 1)),
         }
     }
@@ -187,7 +210,9 @@ impl Db {
             let (lsn, known) = match db.write_lsn().await {
                 Some(l) => (l, true),
                 None => {
-                    tracing::warn!("cannot read the primary's LSN after a write: the scope reads the primary, and its token says so");
+                    tracing::warn!(
+                        "cannot read the primary's LSN after a write: the scope reads the primary, and its token says so"
+                    );
                     (db.known_lsn(), false)
                 }
             };
@@ -225,15 +250,21 @@ impl Db {
     /// this library did not see: triggers, other services, psql).
     pub async fn invalidate(&self, tables: &[&str]) {
         let mut tags = vec![Moved::new(TagId::ANY_WRITE, Level::Table)];
-        tags.extend(tables.iter().map(|t| Moved::new(TagId::table(t), Level::Table)));
+        tags.extend(
+            tables
+                .iter()
+                .map(|t| Moved::new(TagId::table(t), Level::Table)),
+        );
         self.after_write(tags).await;
     }
 
     /// The consistency token for what `state`'s scope wrote, if it wrote.
     pub fn token_for(&self, state: &scope::ScopeState) -> Option<String> {
-        state
-            .wrote()
-            .then(|| self.shared.tokens.issue(state.min_lsn(), state.token_primary()))
+        state.wrote().then(|| {
+            self.shared
+                .tokens
+                .issue(state.min_lsn(), state.token_primary())
+        })
     }
 
     /// A scope for a request that sent `token`, or why it is refused: not
@@ -265,7 +296,9 @@ impl Db {
         if lsn <= self.known_lsn() {
             return true;
         }
-        if let Ok(Ok(now)) = tokio::time::timeout(LSN_TIMEOUT, query_lsn(&self.shared.primary)).await {
+        if let Ok(Ok(now)) =
+            tokio::time::timeout(LSN_TIMEOUT, query_lsn(&self.shared.primary)).await
+        {
             self.shared.replicas.primary_lsn.fetch_max(now.0, Relaxed);
         }
         lsn <= self.known_lsn()
