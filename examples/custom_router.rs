@@ -21,12 +21,12 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("seaway-example-router-{}", std::process::id()));
     let url = format!("sqlite://{}/example.db?mode=rwc", dir.display());
     let db = Db::connect_with_router(
-        Config::builder().database_url(url).build(),
+        Config::builder().database_url(url).sqlite_file_defaults(true).build(),
         FollowsOnPrimary,
     )
     .await
     .expect("connect");
-    Migrator::up(db.primary(), None).await.expect("migrate");
+    Migrator::up(&db, None).await.expect("migrate");
     for (what, route) in [
         ("follows", {
             let s = Scope::new();

@@ -405,7 +405,7 @@ async fn a_deaf_instance_sees_writes_within_the_short_ttl() {
     let a = Db::connect(t.config().build()).await.expect("a");
     let b = Db::connect(t.config().build()).await.expect("b");
     let id = replicated_story(&t, &a, "v0").await;
-    let bound = seaway::SHORT_TTL + Duration::from_secs(1);
+    let bound = seaway::settings::SHORT_TTL + Duration::from_secs(1);
 
     read(&b, id, None, None).await;
     redis_cmd(&t, &["ACL", "SETUSER", "default", "-publish"]).await;
@@ -623,14 +623,14 @@ async fn two_databases_on_one_redis_never_share_an_entry() {
     let t2 = c.fresh_db("ns_two").await;
     let one = Db::connect(
         t1.config()
-            .key_prefix(seaway::defaults::DEFAULT_KEY_PREFIX)
+            .key_prefix(seaway::settings::DEFAULT_KEY_PREFIX)
             .build(),
     )
     .await
     .expect("one");
     let two = Db::connect(
         t2.config()
-            .key_prefix(seaway::defaults::DEFAULT_KEY_PREFIX)
+            .key_prefix(seaway::settings::DEFAULT_KEY_PREFIX)
             .build(),
     )
     .await

@@ -135,6 +135,7 @@ async fn sqlite_client() -> Client {
     let cfg = AppConfig {
         seaway: seaway::Config::builder()
             .database_url(format!("sqlite://{}/s.db?mode=rwc", dir.display()))
+            .sqlite_file_defaults(true)
             .build(),
         listen_addr: "127.0.0.1:0".parse().expect("addr"),
     };

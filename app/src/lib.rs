@@ -124,7 +124,8 @@ pub async fn connect(config: &AppConfig) -> Result<AppState, String> {
         .await
         .map_err(|e| e.to_string())?;
     match db.backend() {
-        DbBackend::Sqlite => Migrator::up(db.primary(), None)
+        DbBackend::Sqlite => db
+            .migrate(async |primary| Migrator::up(primary, None).await)
             .await
             .map_err(|e| format!("migrating the embedded database failed: {e}"))?,
         _ => {

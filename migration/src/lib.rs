@@ -18,6 +18,18 @@ mod m20261124_000004_feed_index;
 
 pub use guard::{GuardError, connect_primary, ensure_primary, redact_url};
 
+/// The `id` column of API.md: `BIGSERIAL PRIMARY KEY` on PostgreSQL (spelled
+/// out, so that no SeaORM feature is needed to get it), SQLite's rowid alias
+/// `INTEGER PRIMARY KEY AUTOINCREMENT` elsewhere.
+pub(crate) fn id_column(manager: &SchemaManager) -> ColumnDef {
+    let mut c = ColumnDef::new("id");
+    match manager.get_database_backend() {
+        sea_orm::DbBackend::Postgres => c.custom("BIGSERIAL").not_null().primary_key(),
+        _ => c.integer().not_null().auto_increment().primary_key(),
+    };
+    c
+}
+
 /// The embedded default database, shared with the service: an SQLite file
 /// under `./data/`, created on first use.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/seaway.db?mode=rwc";

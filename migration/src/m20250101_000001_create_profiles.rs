@@ -13,7 +13,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table("profiles")
-                    .col(big_pk_auto("id"))
+                    .col(crate::id_column(manager))
                     .col(string_len_uniq("username", 50))
                     .col(string_len("display_name", 100))
                     .col(text("bio").default(""))

@@ -13,7 +13,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table("stories")
-                    .col(big_pk_auto("id"))
+                    .col(crate::id_column(manager))
                     .col(big_integer("author_id"))
                     .col(string_len("title", 200))
                     .col(text("body"))

@@ -22,7 +22,8 @@
 
 use entity::prelude::Story;
 use sea_orm::{ConnectionTrait, Database, EntityTrait};
-use seaway::{Config, Db, RoutedSelectExt};
+use seaway::prelude::*;
+use seaway::{Config, Db};
 
 #[inline(never)]
 fn measured<F: std::future::Future<Output = ()>>(rt: &tokio::runtime::Runtime, f: F) {

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-/// The embedded default: an SQLite file under `./data/`.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/seaway.db?mode=rwc";
+/// The library's default: an in-memory SQLite database (nothing is created
+/// on disk unless a URL asks for a file).
+pub const DEFAULT_DATABASE_URL: &str = "sqlite::memory:";
 /// `CACHE_TTL_SECS` default.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 /// `MAX_REPLICA_LAG_MS` default.
@@ -38,7 +39,8 @@ pub const DEFAULT_MAX_ENTRY_BYTES: usize = 1024 * 1024;
 pub const MIN_TOKEN_SECRET_LEN: usize = 32;
 
 /// How reads are spread over healthy replicas.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
+#[non_exhaustive]
 pub enum Strategy {
     /// Each replica in turn.
     #[default]
@@ -47,6 +49,63 @@ pub enum Strategy {
     Random,
     /// The replica with the fewest queries in flight.
     LeastConnections,
+    /// A policy of the user's: it chooses among the replicas usable for the
+    /// read (healthy, within the lag bound, replayed far enough).
+    Custom(std::sync::Arc<dyn Balance>),
+}
+
+impl std::fmt::Debug for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::RoundRobin => "RoundRobin",
+            Self::Random => "Random",
+            Self::LeastConnections => "LeastConnections",
+            Self::Custom(_) => "Custom",
+        })
+    }
+}
+
+impl PartialEq for Strategy {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Custom(a), Self::Custom(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+/// A replica as a [`Balance`] policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Candidate<'a> {
+    /// Its index among the configured replicas.
+    pub index: usize,
+    /// Its name (`replica1`, ...).
+    pub name: &'a str,
+    /// Queries in flight on it now.
+    pub in_flight: usize,
+    /// How far behind the primary it was at the last probe.
+    pub lag_ms: u64,
+}
+
+/// A balancing policy: picks one of the usable replicas for a read.
+///
+/// ```
+/// use seaway::{Balance, Candidate};
+/// /// The least lagging replica.
+/// struct Freshest;
+/// impl Balance for Freshest {
+///     fn pick(&self, usable: &[Candidate<'_>]) -> usize {
+///         usable.iter().min_by_key(|c| c.lag_ms).map_or(0, |c| c.index)
+///     }
+/// }
+/// let strategy = seaway::Strategy::Custom(std::sync::Arc::new(Freshest));
+/// # let _ = strategy;
+/// ```
+pub trait Balance: Send + Sync + 'static {
+    /// The `index` of the chosen candidate (`usable` is never empty); an
+    /// index that is not among them picks the first.
+    fn pick(&self, usable: &[Candidate<'_>]) -> usize;
 }
 
 impl std::str::FromStr for Strategy {
@@ -107,7 +166,37 @@ pub struct Config {
     /// primary's URL (its password included) and the cluster's identity,
     /// so that instances configured alike accept each other's tokens.
     pub token_secret: Option<String>,
+    /// Shapes each server's SeaORM `ConnectOptions` after Seaway's own
+    /// (search path, logging, `after_connect` hooks, timeouts).
+    pub connect_options: Option<ConnectOptionsHook>,
+    /// Whether connecting asks the servers who they are (cluster identity,
+    /// primary keys, foreign keys, replica positions). Off for handles over
+    /// a `MockDatabase`, which would be asked questions it has no answer for.
+    pub introspect: bool,
+    /// SQLite: put the file in WAL mode (a persistent setting of the file),
+    /// so the read-only twin reads while the primary writes. Off by default.
+    pub sqlite_wal: bool,
+    /// SQLite: create the file's directory when missing. Off by default.
+    pub create_dirs: bool,
 }
+
+/// Which server a `ConnectOptions` is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Server<'a> {
+    /// The primary (`default`).
+    Primary,
+    /// Replica `index` (0-based) of `read_replica`.
+    Replica(usize),
+    /// The SQLite read-only twin of the primary's file.
+    ReadOnlyTwin,
+    /// A named alias.
+    Alias(&'a str),
+}
+
+/// A function that shapes each server's connect options.
+pub type ConnectOptionsHook =
+    std::sync::Arc<dyn Fn(Server<'_>, &mut sea_orm::ConnectOptions) + Send + Sync>;
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -132,6 +221,7 @@ impl fmt::Debug for Config {
             .field("statement_timeout", &self.statement_timeout)
             .field("max_entry_bytes", &self.max_entry_bytes)
             .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
+            .field("introspect", &self.introspect)
             .finish_non_exhaustive()
     }
 }
@@ -157,12 +247,16 @@ impl Default for Config {
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
             token_secret: None,
+            connect_options: None,
+            introspect: true,
+            sqlite_wal: false,
+            create_dirs: false,
         }
     }
 }
 
 impl Config {
-    /// Starts from the defaults (the embedded SQLite file, no replicas, no Redis).
+    /// Starts from the defaults (an in-memory SQLite database, no replicas, no Redis).
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder(Self::default())
     }
@@ -177,21 +271,37 @@ impl Config {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
+    /// As [`from_env`](Self::from_env), with every variable's name prefixed
+    /// (`from_env_prefixed("MYAPP_")` reads `MYAPP_DATABASE_URL`, ...); errors
+    /// name the prefixed variable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first variable whose value is unusable.
+    pub fn from_env_prefixed(prefix: &str) -> Result<Self, Error> {
+        Self::read(prefix, |k| std::env::var(k).ok())
+    }
+
     /// As [`from_env`](Self::from_env), reading variables through `get`.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] naming the variable.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        Self::read("", get)
+    }
+
+    fn read(prefix: &str, get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let n = |k: &str| format!("{prefix}{k}");
         let var = |k: &str| {
-            get(k)
+            get(&n(k))
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
         let mut c = Self::default();
         if let Some(url) = var("DATABASE_URL") {
             c.database_url =
-                check_url("DATABASE_URL", &url, &["postgres", "postgresql", "sqlite"])?;
+                check_url(&n("DATABASE_URL"), &url, &["postgres", "postgresql", "sqlite"])?;
         }
         if let Some(urls) = var("READ_REPLICA_URLS") {
             c.replica_urls = urls
@@ -199,8 +309,7 @@ impl Config {
                 .map(str::trim)
                 .filter(|u| !u.is_empty())
                 .map(|u| {
-                    check_url(
-                        "READ_REPLICA_URLS",
+                    check_url(&n("READ_REPLICA_URLS"),
                         u,
                         &["postgres", "postgresql", "sqlite"],
                     )
@@ -208,24 +317,24 @@ impl Config {
                 .collect::<Result<_, _>>()?;
         }
         if let Some(url) = var("REDIS_URL") {
-            c.redis_url = Some(check_url("REDIS_URL", &url, &["redis", "rediss"])?);
+            c.redis_url = Some(check_url(&n("REDIS_URL"), &url, &["redis", "rediss"])?);
         }
         if let Some(v) = var("CACHE_TTL_SECS") {
-            c.cache_ttl = Duration::from_secs(parse_num("CACHE_TTL_SECS", &v, 0, 86_400 * 30)?);
+            c.cache_ttl = Duration::from_secs(parse_num(&n("CACHE_TTL_SECS"), &v, 0, 86_400 * 30)?);
         }
         if let Some(v) = var("REPLICA_STRATEGY") {
             c.strategy = v.parse().map_err(|message| Error::Config {
-                var: "REPLICA_STRATEGY",
+                var: n("REPLICA_STRATEGY"),
                 message,
             })?;
         }
         if let Some(v) = var("MAX_REPLICA_LAG_MS") {
             c.max_replica_lag =
-                Duration::from_millis(parse_num("MAX_REPLICA_LAG_MS", &v, 0, 86_400_000)?);
+                Duration::from_millis(parse_num(&n("MAX_REPLICA_LAG_MS"), &v, 0, 86_400_000)?);
         }
         if let Some(v) = var("HEALTH_CHECK_INTERVAL_MS") {
             c.health_check_interval =
-                Duration::from_millis(parse_num("HEALTH_CHECK_INTERVAL_MS", &v, 10, 3_600_000)?);
+                Duration::from_millis(parse_num(&n("HEALTH_CHECK_INTERVAL_MS"), &v, 10, 3_600_000)?);
         }
         if let Some(v) = var("REPLICA_FALLBACK") {
             c.replica_fallback = match v.as_str() {
@@ -233,22 +342,22 @@ impl Config {
                 "false" | "0" => false,
                 _ => {
                     return Err(Error::Config {
-                        var: "REPLICA_FALLBACK",
+                        var: n("REPLICA_FALLBACK"),
                         message: format!("expected true or false, got {v:?}"),
                     });
                 }
             };
         }
         if let Some(v) = var("DB_POOL_MIN_SIZE") {
-            c.pool_min = parse_num("DB_POOL_MIN_SIZE", &v, 0, 1000)? as u32;
+            c.pool_min = parse_num(&n("DB_POOL_MIN_SIZE"), &v, 0, 1000)? as u32;
         }
         if let Some(v) = var("DB_POOL_MAX_SIZE") {
-            c.pool_max = parse_num("DB_POOL_MAX_SIZE", &v, 1, 1000)? as u32;
+            c.pool_max = parse_num(&n("DB_POOL_MAX_SIZE"), &v, 1, 1000)? as u32;
         }
         if c.pool_min > c.pool_max {
             return Err(Error::Config {
-                var: "DB_POOL_MIN_SIZE",
-                message: format!("{} is above DB_POOL_MAX_SIZE {}", c.pool_min, c.pool_max),
+                var: n("DB_POOL_MIN_SIZE"),
+                message: format!("{} is above {} {}", c.pool_min, n("DB_POOL_MAX_SIZE"), c.pool_max),
             });
         }
         if let Some(v) = var("SEAWAY_CACHE_PREFIX") {
@@ -259,24 +368,24 @@ impl Config {
         }
         if let Some(v) = var("SEAWAY_REDIS_TIMEOUT_MS") {
             c.redis_timeout =
-                Duration::from_millis(parse_num("SEAWAY_REDIS_TIMEOUT_MS", &v, 1, 60_000)?);
+                Duration::from_millis(parse_num(&n("SEAWAY_REDIS_TIMEOUT_MS"), &v, 1, 60_000)?);
         }
         if let Some(v) = var("SEAWAY_REDIS_BACKOFF_MS") {
             c.redis_backoff =
-                Duration::from_millis(parse_num("SEAWAY_REDIS_BACKOFF_MS", &v, 1, 600_000)?);
+                Duration::from_millis(parse_num(&n("SEAWAY_REDIS_BACKOFF_MS"), &v, 1, 600_000)?);
         }
         if let Some(v) = var("DB_STATEMENT_TIMEOUT_MS") {
             c.statement_timeout =
-                Duration::from_millis(parse_num("DB_STATEMENT_TIMEOUT_MS", &v, 10, 3_600_000)?);
+                Duration::from_millis(parse_num(&n("DB_STATEMENT_TIMEOUT_MS"), &v, 10, 3_600_000)?);
         }
         if let Some(v) = var("SEAWAY_CACHE_MAX_ENTRY_BYTES") {
             c.max_entry_bytes =
-                parse_num("SEAWAY_CACHE_MAX_ENTRY_BYTES", &v, 0, 512 * 1024 * 1024)? as usize;
+                parse_num(&n("SEAWAY_CACHE_MAX_ENTRY_BYTES"), &v, 0, 512 * 1024 * 1024)? as usize;
         }
         if let Some(v) = var("SEAWAY_TOKEN_SECRET") {
             if v.len() < MIN_TOKEN_SECRET_LEN {
                 return Err(Error::Config {
-                    var: "SEAWAY_TOKEN_SECRET",
+                    var: n("SEAWAY_TOKEN_SECRET"),
                     message: format!(
                         "too short: use at least {MIN_TOKEN_SECRET_LEN} random characters"
                     ),
@@ -287,31 +396,81 @@ impl Config {
         Ok(c)
     }
 
+    /// Checks what [`from_env`](Self::from_env) checks, for a configuration
+    /// built in code; [`Db::connect`](crate::Db::connect) calls it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field (by its variable's name).
+    pub fn validate(&self) -> Result<(), Error> {
+        check_url("DATABASE_URL", &self.database_url, &["postgres", "postgresql", "sqlite"])?;
+        for u in &self.replica_urls {
+            check_url("READ_REPLICA_URLS", u, &["postgres", "postgresql", "sqlite"])?;
+        }
+        for u in self.aliases.values() {
+            check_url("aliases", u, &["postgres", "postgresql", "sqlite"])?;
+        }
+        if let Some(u) = &self.redis_url {
+            check_url("REDIS_URL", u, &["redis", "rediss"])?;
+        }
+        let bad = |var: &str, message: String| Err(Error::Config { var: var.to_owned(), message });
+        if self.pool_max == 0 {
+            return bad("DB_POOL_MAX_SIZE", "must be at least 1".into());
+        }
+        if self.pool_min > self.pool_max {
+            return bad(
+                "DB_POOL_MIN_SIZE",
+                format!("{} is above DB_POOL_MAX_SIZE {}", self.pool_min, self.pool_max),
+            );
+        }
+        if self.statement_timeout < std::time::Duration::from_millis(10) {
+            return bad("DB_STATEMENT_TIMEOUT_MS", "must be at least 10 ms".into());
+        }
+        if self.health_check_interval < std::time::Duration::from_millis(10) {
+            return bad("HEALTH_CHECK_INTERVAL_MS", "must be at least 10 ms".into());
+        }
+        if self.redis_timeout.is_zero() {
+            return bad("SEAWAY_REDIS_TIMEOUT_MS", "must be above zero".into());
+        }
+        if let Some(s) = &self.token_secret
+            && s.len() < MIN_TOKEN_SECRET_LEN
+        {
+            return bad(
+                "SEAWAY_TOKEN_SECRET",
+                format!("too short: use at least {MIN_TOKEN_SECRET_LEN} random characters"),
+            );
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ', '\n']) {
+            return bad("SEAWAY_CACHE_PREFIX", "must be non-empty, without braces or spaces".into());
+        }
+        Ok(())
+    }
+
     /// Whether the primary is SQLite (the embedded default).
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
 }
 
-fn parse_num(var: &'static str, v: &str, min: u64, max: u64) -> Result<u64, Error> {
+fn parse_num(var: &str, v: &str, min: u64, max: u64) -> Result<u64, Error> {
     let n: u64 = v.parse().map_err(|_| Error::Config {
-        var,
+        var: var.to_owned(),
         message: format!("expected a whole number, got {v:?}"),
     })?;
     if n < min || n > max {
         return Err(Error::Config {
-            var,
+            var: var.to_owned(),
             message: format!("{n} is outside {min}..={max}"),
         });
     }
     Ok(n)
 }
 
-fn check_url(var: &'static str, v: &str, schemes: &[&str]) -> Result<String, Error> {
+fn check_url(var: &str, v: &str, schemes: &[&str]) -> Result<String, Error> {
     let scheme = v.split_once(':').map(|(s, _)| s).unwrap_or("");
     if !schemes.contains(&scheme) {
         return Err(Error::Config {
-            var,
+            var: var.to_owned(),
             message: format!(
                 "{} is not a URL with scheme {}",
                 redact_url(v),
@@ -321,7 +480,7 @@ fn check_url(var: &'static str, v: &str, schemes: &[&str]) -> Result<String, Err
     }
     if scheme != "sqlite" && url::Url::parse(v).is_err() {
         return Err(Error::Config {
-            var,
+            var: var.to_owned(),
             message: format!("{} is not a valid URL", redact_url(v)),
         });
     }
@@ -414,6 +573,36 @@ impl ConfigBuilder {
     /// The key that signs consistency tokens (every instance must share it).
     pub fn token_secret(mut self, secret: impl Into<String>) -> Self {
         self.0.token_secret = Some(secret.into());
+        self
+    }
+    /// Shapes each server's SeaORM `ConnectOptions` after Seaway's own.
+    ///
+    /// ```
+    /// let config = seaway::Config::builder()
+    ///     .connect_options(|_server, opts| {
+    ///         opts.set_schema_search_path("app");
+    ///     })
+    ///     .build();
+    /// # let _ = config;
+    /// ```
+    pub fn connect_options(
+        mut self,
+        f: impl Fn(Server<'_>, &mut sea_orm::ConnectOptions) + Send + Sync + 'static,
+    ) -> Self {
+        self.0.connect_options = Some(std::sync::Arc::new(f));
+        self
+    }
+    /// Whether connecting asks the servers who they are (off for a
+    /// `MockDatabase`).
+    pub fn introspect(mut self, on: bool) -> Self {
+        self.0.introspect = on;
+        self
+    }
+    /// SQLite: WAL mode for the file, and its directory created when missing
+    /// (what an embedded service wants; a library does neither by itself).
+    pub fn sqlite_file_defaults(mut self, on: bool) -> Self {
+        self.0.sqlite_wal = on;
+        self.0.create_dirs = on;
         self
     }
     /// The finished configuration.

@@ -9,7 +9,7 @@ pub enum Error {
     #[error("invalid {var}: {message}")]
     Config {
         /// The environment variable (or builder field) at fault.
-        var: &'static str,
+        var: String,
         /// What is wrong with it; never contains a password.
         message: String,
     },

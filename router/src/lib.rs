@@ -47,6 +47,7 @@ mod config;
 mod conn;
 mod depends;
 mod error;
+#[cfg(feature = "axum")]
 mod layer;
 mod lsn;
 mod replica;
@@ -59,32 +60,60 @@ mod tag;
 mod token;
 mod txn;
 
-pub use cache::{CacheStats, CacheValue, Invalidations, MAX_TTL, NEGATIVE_TTL, SHORT_TTL};
+pub use cache::CacheValue;
 pub use config::{Config, ConfigBuilder, Strategy};
-pub use conn::{Db, Health, is_connection_error};
+pub use conn::{Db, is_connection_error};
 pub use error::{Error, redact_url};
-pub use layer::{CACHE_HEADER, ROUTE_HEADER, SeawayLayer, SeawayService, TOKEN_HEADER};
+#[cfg(feature = "axum")]
+pub use layer::SeawayLayer;
 pub use lsn::Lsn;
-pub use replica::UNHEALTHY_AFTER;
 pub use route::Why;
-pub use router::{Chain, DEFAULT, DatabaseRouter, Hints, Operation, READ_REPLICA, ReadWriteRouter};
+pub use router::{Chain, DEFAULT, DatabaseRouter, Hints, READ_REPLICA, ReadWriteRouter};
 pub use scope::{CacheOutcome, Route, Scope, ScopeState};
-pub use select::{Routed, RoutedSelect, RoutedSelectExt};
-pub use stats::{PoolStats, PoolsStats, ReplicaHealth, RoutingStats};
+pub use select::RawSelect;
 pub use token::TokenError;
 pub use txn::DbTransaction;
-
-/// The documented default of every setting.
-pub mod defaults {
-    pub use crate::config::{
-        DEFAULT_CACHE_TTL, DEFAULT_DATABASE_URL, DEFAULT_HEALTH_CHECK_INTERVAL, DEFAULT_KEY_PREFIX,
-        DEFAULT_L1_MAX_BYTES, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_REPLICA_LAG, DEFAULT_POOL_MAX,
-        DEFAULT_POOL_MIN, DEFAULT_REDIS_BACKOFF, DEFAULT_REDIS_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT,
-        MIN_TOKEN_SECRET_LEN, REPLICA_CONNECT_TIMEOUT,
-    };
-}
 
 /// The extension traits, to `use seaway::prelude::*`.
 pub mod prelude {
     pub use crate::select::RoutedSelectExt;
+}
+
+/// The explicit read API's types: what `.using_replica()`, `.cached()` and
+/// the projections return, and where their terminals run.
+pub mod read {
+    #[cfg(feature = "json")]
+    pub use crate::select::AsJson;
+    pub use crate::select::{
+        AsModel, AsPartial, AsTuple, Cached, Paginator, Projected, Projection, ReadConn, Routed,
+        RoutedSelect, RoutedSelectExt, Uncached,
+    };
+}
+
+/// Figures for `/stats`, `/health` and `/metrics`.
+pub mod figures {
+    pub use crate::cache::{CacheStats, Invalidations};
+    pub use crate::conn::Health;
+    pub use crate::replica::UNHEALTHY_AFTER;
+    pub use crate::stats::{PoolStats, PoolsStats, ReplicaHealth, RoutingStats};
+}
+
+/// Settings beyond [`Config`]'s fields: balancing policies, connect-option
+/// hooks, what routers are told, and every default.
+pub mod settings {
+    pub use crate::cache::{MAX_TTL, NEGATIVE_TTL, SHORT_TTL};
+    pub use crate::config::{
+        Balance, Candidate, ConnectOptionsHook, DEFAULT_CACHE_TTL, DEFAULT_DATABASE_URL,
+        DEFAULT_HEALTH_CHECK_INTERVAL, DEFAULT_KEY_PREFIX, DEFAULT_L1_MAX_BYTES,
+        DEFAULT_MAX_ENTRY_BYTES, DEFAULT_MAX_REPLICA_LAG, DEFAULT_POOL_MAX, DEFAULT_POOL_MIN,
+        DEFAULT_REDIS_BACKOFF, DEFAULT_REDIS_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT,
+        MIN_TOKEN_SECRET_LEN, REPLICA_CONNECT_TIMEOUT, Server,
+    };
+    pub use crate::router::Operation;
+}
+
+/// The axum layer's service and header names.
+#[cfg(feature = "axum")]
+pub mod web {
+    pub use crate::layer::{CACHE_HEADER, ROUTE_HEADER, SeawayService, TOKEN_HEADER};
 }

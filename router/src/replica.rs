@@ -1,7 +1,7 @@
 //! The replica set: balancing, health from periodic probes, lag in bytes and
 //! milliseconds, and the choice of a replica for a read.
 
-use crate::config::Strategy;
+use crate::config::{Candidate, Strategy};
 use crate::lsn::Lsn;
 use crate::stats::{PoolStats, ReplicaHealth};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
@@ -212,7 +212,7 @@ impl ReplicaSet {
             }
         };
         let start = self.next.fetch_add(1, Relaxed);
-        match self.strategy {
+        match &self.strategy {
             Strategy::RoundRobin => {
                 for k in 0..n {
                     let i = (start + k) % n;
@@ -222,9 +222,32 @@ impl ReplicaSet {
                     }
                 }
             }
-            Strategy::Random | Strategy::LeastConnections => {
+            Strategy::Custom(policy) => {
+                let mut usable = Vec::with_capacity(n);
+                for (i, r) in self.replicas.iter().enumerate() {
+                    match self.check(r, min_lsn) {
+                        Ok(()) => usable.push(Candidate {
+                            index: i,
+                            name: &r.name,
+                            in_flight: r.inflight.load(Relaxed),
+                            lag_ms: r.lag_ms.load(Relaxed),
+                        }),
+                        Err(e) => note(e),
+                    }
+                }
+                if let Some(first) = usable.first() {
+                    let chosen = policy.pick(&usable);
+                    return Ok(if usable.iter().any(|c| c.index == chosen) {
+                        chosen
+                    } else {
+                        first.index
+                    });
+                }
+            }
+            strategy => {
+                let random = matches!(strategy, Strategy::Random);
                 let mut best: Option<(usize, usize)> = None;
-                let offset = if self.strategy == Strategy::Random {
+                let offset = if random {
                     rand::random_range(0..n)
                 } else {
                     start % n
@@ -233,7 +256,7 @@ impl ReplicaSet {
                     let i = (offset + k) % n;
                     let r = &self.replicas[i];
                     match self.check(r, min_lsn) {
-                        Ok(()) if self.strategy == Strategy::Random => return Ok(i),
+                        Ok(()) if random => return Ok(i),
                         Ok(()) => {
                             let load = r.inflight.load(Relaxed);
                             if best.is_none_or(|(_, b)| load < b) {
@@ -370,11 +393,18 @@ impl ReplicaSet {
 /// Open and idle connections of a pool.
 pub(crate) fn pool_size(conn: &DatabaseConnection) -> (u32, u32) {
     match conn.get_database_backend() {
-        DbBackend::Postgres => {
+        // a mock or disconnected handle has no pool to look at
+        #[cfg(feature = "postgres")]
+        DbBackend::Postgres
+            if matches!(conn.inner, sea_orm::DatabaseConnectionType::SqlxPostgresPoolConnection(_)) =>
+        {
             let p = conn.get_postgres_connection_pool();
             (p.size(), p.num_idle() as u32)
         }
-        DbBackend::Sqlite => {
+        #[cfg(feature = "sqlite")]
+        DbBackend::Sqlite
+            if matches!(conn.inner, sea_orm::DatabaseConnectionType::SqlxSqlitePoolConnection(_)) =>
+        {
             let p = conn.get_sqlite_connection_pool();
             (p.size(), p.num_idle() as u32)
         }

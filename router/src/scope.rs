@@ -27,6 +27,7 @@ tokio::task_local! {
     static SCOPE: Arc<ScopeState>;
     static FORCE_PRIMARY: bool;
     static PREVENT_WRITES: bool;
+    static USING: crate::route::Using;
 }
 
 /// Where a read was served from, for `X-DB-Route`.
@@ -218,6 +219,18 @@ pub(crate) fn view() -> crate::route::ScopeView {
         forced,
         ..Default::default()
     })
+}
+
+/// What a `with_replica`/`with_alias` block asks of the reads in it.
+pub(crate) fn block_using() -> Option<crate::route::Using> {
+    USING.try_with(|u| u.clone()).ok()
+}
+
+/// Runs `fut` with its reads routed as `using` (unless they ask otherwise),
+/// in the current scope or a new one, so that its reads stay on one replica.
+pub(crate) async fn with_using<F: Future>(using: crate::route::Using, fut: F) -> F::Output {
+    let scope = Scope::current().unwrap_or_default();
+    scope.run(USING.scope(using, fut)).await
 }
 
 /// Whether a `prevent_writes` block is running.

@@ -27,7 +27,25 @@ impl RouteCounters {
 
 pub(crate) fn bump(counter: &AtomicU64, name: &'static str) {
     counter.fetch_add(1, Relaxed);
-    metrics::counter!(name).increment(1);
+    metric(name, 1);
+}
+
+/// Adds `n` to the `metrics` counter `name` (nothing without the feature).
+#[inline]
+pub(crate) fn metric(name: &'static str, n: u64) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(name).increment(n);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, n);
+}
+
+/// As [`metric`], with one label.
+#[inline]
+pub(crate) fn metric_labeled(name: &'static str, label: &'static str, value: &'static str, n: u64) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(name, label => value).increment(n);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, label, value, n);
 }
 
 /// Routing counters at one moment.

@@ -78,6 +78,7 @@ impl TagId {
     }
 
     /// Hex form, in Redis keys and invalidation messages.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn hex(self) -> String {
         let mut s = String::with_capacity(16);
         let _ = write!(s, "{:016x}", self.0);

@@ -47,7 +47,7 @@ impl std::fmt::Debug for DbTransaction {
 
 impl DbTransaction {
     fn check(&self, access: &Access) -> Result<(), DbErr> {
-        if access.is_write() && (self.read_only || scope::writes_prevented()) {
+        if access.is_write() && (self.read_only || self.db.writes_refused()) {
             return Err(writes_prevented());
         }
         Ok(())
@@ -197,6 +197,45 @@ impl Db {
             let _ = why;
         }
         Ok(self.wrap(txn, true))
+    }
+
+    /// Runs `callback` in a transaction (on the router's write alias),
+    /// committing on `Ok` and rolling back on `Err`, as SeaORM's
+    /// `transaction_async`: the closure is an async closure.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: seaway::Db) -> Result<(), sea_orm::TransactionError<sea_orm::DbErr>> {
+    /// use sea_orm::ConnectionTrait;
+    /// db.transaction_async(async |txn| {
+    ///     txn.execute_unprepared("UPDATE stories SET featured = false").await?;
+    ///     Ok::<_, sea_orm::DbErr>(())
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The callback's, or the database's.
+    pub async fn transaction_async<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> AsyncFnOnce(&'c DbTransaction) -> Result<T, E> + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = TransactionTrait::begin(self)
+            .await
+            .map_err(TransactionError::Connection)?;
+        match callback(&txn).await {
+            Ok(v) => {
+                txn.commit().await.map_err(TransactionError::Connection)?;
+                Ok(v)
+            }
+            Err(e) => {
+                txn.rollback().await.map_err(TransactionError::Connection)?;
+                Err(TransactionError::Transaction(e))
+            }
+        }
     }
 
     /// The connection a transaction begins on: the router's write alias.
@@ -366,7 +405,7 @@ impl TransactionTrait for Db {
     type Transaction = DbTransaction;
 
     async fn begin(&self) -> Result<DbTransaction, DbErr> {
-        Ok(self.wrap(self.txn_conn().begin().await?, false))
+        Ok(self.wrap(self.txn_conn().begin().await?, self.is_read_only()))
     }
 
     async fn begin_with_config(
@@ -374,7 +413,7 @@ impl TransactionTrait for Db {
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<DbTransaction, DbErr> {
-        let read_only = access_mode == Some(AccessMode::ReadOnly);
+        let read_only = access_mode == Some(AccessMode::ReadOnly) || self.is_read_only();
         Ok(self.wrap(
             self.txn_conn()
                 .begin_with_config(isolation_level, access_mode)
@@ -387,7 +426,7 @@ impl TransactionTrait for Db {
         &self,
         options: TransactionOptions,
     ) -> Result<DbTransaction, DbErr> {
-        Ok(self.wrap(self.txn_conn().begin_with_options(options).await?, false))
+        Ok(self.wrap(self.txn_conn().begin_with_options(options).await?, self.is_read_only()))
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>

@@ -105,7 +105,7 @@ impl Breaker {
 
     fn failure(&self, probe: bool, what: &str, err: &str) {
         self.errors.fetch_add(1, Relaxed);
-        metrics::counter!("seaway_cache_l2_errors_total").increment(1);
+        crate::stats::metric("seaway_cache_l2_errors_total", 1);
         let Ok(mut s) = self.state.lock() else { return };
         let open = match *s {
             State::Closed { failures } if !probe => {

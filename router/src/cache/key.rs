@@ -107,6 +107,25 @@ impl sea_orm::sea_query::SqlWriter for KeyWriter<'_> {
     }
 }
 
+/// The key of a raw statement (its SQL text and values).
+pub(crate) fn key_of_raw(ns: u64, kind: &str, stmt: &sea_orm::Statement) -> u128 {
+    let mut buf = Vec::with_capacity(stmt.sql.len() + 64);
+    let mut w = KeyWriter(&mut buf);
+    FORMAT_VERSION.hash(&mut w);
+    ns.hash(&mut w);
+    kind.hash(&mut w);
+    (stmt.db_backend as u8).hash(&mut w);
+    w.0.push(0xFE);
+    w.0.extend_from_slice(stmt.sql.as_bytes());
+    if let Some(values) = &stmt.values {
+        for v in &values.0 {
+            w.0.push(0xFF);
+            v.hash(&mut w);
+        }
+    }
+    xxhash_rust::xxh3::xxh3_128(&buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

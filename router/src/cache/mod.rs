@@ -35,14 +35,22 @@
 //!   L1 is emptied and new entries live at most [`SHORT_TTL`] until it is
 //!   back (`a_deaf_instance_sees_writes_within_the_short_ttl`).
 
+#![cfg_attr(not(feature = "redis"), allow(dead_code))]
+
 mod breaker;
+#[cfg(feature = "redis")]
 mod bus;
+mod envelope;
 mod flight;
 mod key;
+#[cfg(feature = "redis")]
+mod l2;
+#[cfg(not(feature = "redis"))]
+#[path = "l2_off.rs"]
 mod l2;
 mod versions;
 
-pub(crate) use key::key_of;
+pub(crate) use key::{key_of, key_of_raw};
 
 use crate::lsn::Lsn;
 use crate::scope::CacheOutcome;
@@ -299,6 +307,7 @@ impl QueryCache {
             resend: Arc::new(tokio::sync::Notify::new()),
             tasks: Mutex::new(Vec::new()),
         });
+        #[cfg(feature = "redis")]
         if let Some(l2) = &cache.l2 {
             let tasks = bus::spawn(l2.clone(), Arc::downgrade(&cache), cache.resend.clone());
             if let Ok(mut t) = cache.tasks.lock() {
@@ -385,11 +394,11 @@ impl QueryCache {
             && let Ok(v) = e.value.clone().downcast::<V>()
         {
             self.counters.l1_hits.fetch_add(1, Relaxed);
-            metrics::counter!("seaway_cache_l1_hits_total").increment(1);
+            crate::stats::metric("seaway_cache_l1_hits_total", 1);
             return Ok((v, CacheOutcome::HitL1));
         }
         self.counters.l1_misses.fetch_add(1, Relaxed);
-        metrics::counter!("seaway_cache_l1_misses_total").increment(1);
+        crate::stats::metric("seaway_cache_l1_misses_total", 1);
         let mut load = Some(load);
         for _ in 0..3 {
             match self.flights.join(req.key, req.target, req.min_lsn) {
@@ -494,9 +503,9 @@ impl QueryCache {
         {
             if size > self.settings.max_entry_bytes {
                 self.counters.oversize.fetch_add(1, Relaxed);
-                metrics::counter!("seaway_cache_oversize_total").increment(1);
+                crate::stats::metric("seaway_cache_oversize_total", 1);
             } else {
-                let env = l2::Envelope {
+                let env = envelope::Envelope {
                     epoch: epoch.id,
                     fresh_lsn: source.fresh_lsn.0,
                     tags: tags.iter().map(|t| t.0).collect(),
@@ -529,14 +538,14 @@ impl QueryCache {
         self.learn(&statics, &remote);
         let miss = || {
             self.counters.l2_misses.fetch_add(1, Relaxed);
-            metrics::counter!("seaway_cache_l2_misses_total").increment(1);
+            crate::stats::metric("seaway_cache_l2_misses_total", 1);
             None
         };
         if remote.epoch.as_deref() != Some(epoch.text.as_str()) {
             return miss();
         }
         let Some(bytes) = entry else { return miss() };
-        let Some(env) = l2::decode(&bytes) else {
+        let Some(env) = envelope::decode(&bytes) else {
             return miss();
         };
         if env.epoch != epoch.id || Lsn(env.fresh_lsn) < req.min_lsn {
@@ -562,7 +571,7 @@ impl QueryCache {
             return miss();
         };
         self.counters.l2_hits.fetch_add(1, Relaxed);
-        metrics::counter!("seaway_cache_l2_hits_total").increment(1);
+        crate::stats::metric("seaway_cache_l2_hits_total", 1);
         let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
         if self.versions.valid_since(&tags, since) {
             let ttl = self.ttl_for(req.ttl, false);
@@ -643,7 +652,7 @@ impl QueryCache {
                 Level::Table => (&c.inv_table, "table"),
             };
             counter.fetch_add(1, Relaxed);
-            metrics::counter!("seaway_cache_invalidations_total", "level" => name).increment(1);
+            crate::stats::metric_labeled("seaway_cache_invalidations_total", "level", name, 1);
         }
         let g = self.versions.bump_local(tags, lsn.0, self.l2.is_some());
         self.catchup.want(lsn);

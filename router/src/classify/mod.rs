@@ -63,6 +63,11 @@ impl Access {
         }
     }
 
+    /// Whether this must go to the primary.
+    pub(crate) fn needs_primary(&self) -> bool {
+        self.kind != Kind::Read
+    }
+
     /// Whether it changes data.
     pub(crate) fn is_write(&self) -> bool {
         self.kind == Kind::Write

@@ -4,7 +4,7 @@
 use super::{Db, Shared};
 use crate::cache::{QueryCache, Settings};
 use crate::catalog::Catalog;
-use crate::config::{Config, REPLICA_CONNECT_TIMEOUT};
+use crate::config::{Config, REPLICA_CONNECT_TIMEOUT, Server};
 use crate::error::{Error, redact_url, scrub};
 use crate::replica::{Catchup, Replica, ReplicaSet};
 use crate::router::{DatabaseRouter, ReadWriteRouter};
@@ -151,19 +151,36 @@ async fn identity(conn: &DatabaseConnection, url: &str) -> (Cluster, u64) {
     }
 }
 
+/// The connections a `Db` is assembled from.
+struct Parts {
+    primary: DatabaseConnection,
+    /// (name, connection, shares the primary's file)
+    replicas: Vec<(String, DatabaseConnection, bool)>,
+    aliases: Vec<(Arc<str>, DatabaseConnection)>,
+}
+
+fn shaped(config: &Config, server: Server<'_>, mut o: ConnectOptions) -> ConnectOptions {
+    if let Some(f) = &config.connect_options {
+        f(server, &mut o);
+    }
+    o
+}
+
 impl Db {
     /// Connects the primary, the replicas (lazily: a replica that is down
     /// does not stop the service) and the aliases, with the default router.
     ///
     /// # Errors
     ///
-    /// [`Error::Connect`] when the primary cannot be reached, [`Error::Config`]
-    /// for an unusable Redis URL.
+    /// [`Error::Config`] for a setting that cannot be used (see
+    /// [`Config::validate`]), [`Error::Connect`] when the primary cannot be
+    /// reached.
     pub async fn connect(config: Config) -> Result<Self, Error> {
         Self::connect_with_router(config, ReadWriteRouter).await
     }
 
-    /// As [`connect`](Self::connect), with a custom router.
+    /// As [`connect`](Self::connect), with a custom router (or a
+    /// [`Chain`](crate::Chain) of them).
     ///
     /// # Errors
     ///
@@ -172,9 +189,18 @@ impl Db {
         config: Config,
         router: impl DatabaseRouter,
     ) -> Result<Self, Error> {
+        config.validate()?;
         let url = &config.database_url;
         let st = config.statement_timeout;
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let (min, max) = if memory {
+            // every connection to `sqlite::memory:` is a database of its own
+            (1, 1)
+        } else {
+            (config.pool_min, config.pool_max)
+        };
         if config.is_sqlite()
+            && config.create_dirs
             && let Some(dir) = sqlite_dir(url)
         {
             std::fs::create_dir_all(&dir).map_err(|e| Error::Connect {
@@ -184,66 +210,128 @@ impl Db {
         }
         let primary = connect(
             url,
-            options(
-                url,
-                config.pool_min,
-                config.pool_max,
-                Duration::from_secs(5),
-                false,
-                st,
-            ),
+            shaped(&config, Server::Primary, options(url, min, max, Duration::from_secs(5), false, st)),
         )
         .await?;
         let backend = primary.get_database_backend();
         let mut replicas = Vec::new();
         if backend == DbBackend::Sqlite {
-            // WAL lets the read-only pool read while the primary writes.
-            let _ = primary.execute_unprepared("PRAGMA journal_mode=WAL").await;
+            if config.sqlite_wal {
+                // WAL lets the read-only twin read while the primary writes.
+                let _ = primary.execute_unprepared("PRAGMA journal_mode=WAL").await;
+            }
             if config.replica_urls.is_empty()
                 && let Some(ro) = sqlite_read_only(url)
             {
                 let conn = connect(
                     &ro,
-                    options(&ro, 1, config.pool_max, Duration::from_secs(5), false, st),
+                    shaped(&config, Server::ReadOnlyTwin, options(&ro, 1, config.pool_max, Duration::from_secs(5), false, st)),
                 )
                 .await?;
-                replicas.push(Arc::new(Replica::new("replica1".into(), conn, true)));
+                replicas.push(("replica1".to_owned(), conn, true));
             }
         }
         for (i, r) in config.replica_urls.iter().enumerate() {
             let conn = connect(
                 r,
-                options(
-                    r,
-                    config.pool_min,
-                    config.pool_max,
-                    REPLICA_CONNECT_TIMEOUT,
-                    true,
-                    st,
+                shaped(
+                    &config,
+                    Server::Replica(i),
+                    options(r, config.pool_min, config.pool_max, REPLICA_CONNECT_TIMEOUT, true, st),
                 ),
             )
             .await?;
-            let shares = backend == DbBackend::Sqlite;
-            replicas.push(Arc::new(Replica::new(
-                format!("replica{}", i + 1),
-                conn,
-                shares,
-            )));
+            replicas.push((format!("replica{}", i + 1), conn, backend == DbBackend::Sqlite));
         }
-        let (cluster, ns) = identity(&primary, url).await;
         let mut aliases = Vec::new();
-        let mut alias_ns = Vec::new();
         for (name, u) in &config.aliases {
             let conn = connect(
                 u,
-                options(u, 0, config.pool_max, REPLICA_CONNECT_TIMEOUT, true, st),
+                shaped(
+                    &config,
+                    Server::Alias(name),
+                    options(u, 0, config.pool_max, REPLICA_CONNECT_TIMEOUT, true, st),
+                ),
             )
             .await?;
-            let name: Arc<str> = name.as_str().into();
+            aliases.push((Arc::<str>::from(name.as_str()), conn));
+        }
+        Self::assemble(config, Box::new(router), Parts { primary, replicas, aliases }).await
+    }
+
+    /// A `Db` over connections the caller made: the primary and the
+    /// replicas of `read_replica` (`replica1`, ...), with `config`'s other
+    /// settings (its URLs are used for identity and tokens only). Works with
+    /// SeaORM's `MockDatabase` (then turn [`introspect`](crate::ConfigBuilder::introspect)
+    /// off), so that code using a `Db` can be unit-tested without a server.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), but no connection is made.
+    pub async fn from_connections(
+        config: Config,
+        router: impl DatabaseRouter,
+        primary: DatabaseConnection,
+        replicas: Vec<DatabaseConnection>,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let replicas = replicas
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (format!("replica{}", i + 1), c, false))
+            .collect();
+        Self::assemble(
+            config,
+            Box::new(router),
+            Parts {
+                primary,
+                replicas,
+                aliases: Vec::new(),
+            },
+        )
+        .await
+    }
+
+    async fn assemble(
+        config: Config,
+        router: Box<dyn DatabaseRouter>,
+        parts: Parts,
+    ) -> Result<Self, Error> {
+        let url = &config.database_url;
+        let st = config.statement_timeout;
+        let Parts {
+            primary,
+            replicas,
+            aliases,
+        } = parts;
+        let backend = primary.get_database_backend();
+        let replicas: Vec<Arc<Replica>> = replicas
+            .into_iter()
+            .map(|(n, c, shares)| Arc::new(Replica::new(n, c, shares)))
+            .collect();
+        let (cluster, ns) = if config.introspect {
+            identity(&primary, url).await
+        } else {
+            let id = xxhash_rust::xxh3::xxh3_64(url.as_bytes());
+            (Cluster { system: id, timeline: 0 }, id)
+        };
+        let primary_in_recovery = config.introspect
+            && backend == DbBackend::Postgres
+            && primary
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT pg_is_in_recovery() AS r",
+                ))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.try_get::<bool>("", "r").ok())
+                .unwrap_or(false);
+        let mut alias_ns = Vec::new();
+        for (name, _) in &aliases {
             let mut buf = ns.to_be_bytes().to_vec();
             buf.extend_from_slice(name.as_bytes());
             alias_ns.push(xxhash_rust::xxh3::xxh3_64(&buf));
-            aliases.push((name, conn));
         }
         let catchup = Arc::new(Catchup::default());
         let cache = QueryCache::start(
@@ -270,8 +358,9 @@ impl Db {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(1);
-        let set = ReplicaSet::new(replicas, config.strategy, config.max_replica_lag);
+        let set = ReplicaSet::new(replicas, config.strategy.clone(), config.max_replica_lag);
         let interval = config.health_check_interval;
+        let introspect = config.introspect;
         let alias_names = aliases.iter().map(|(n, _)| n.clone()).collect();
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
             let watcher = {
@@ -286,27 +375,34 @@ impl Db {
                     }
                 })
             };
-            let weak = weak.clone();
-            let prober = tokio::spawn(async move {
-                // Db::connect probes once itself: the first tick is one period away.
-                let mut tick =
-                    tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(s) = weak.upgrade() else { return };
-                    s.replicas
-                        .probe(&s.primary, interval.max(Duration::from_millis(500)))
-                        .await;
-                }
-            });
+            let mut tasks = vec![watcher];
+            if introspect {
+                let weak = weak.clone();
+                tasks.push(tokio::spawn(async move {
+                    // Db::connect probes once itself: the first tick is one period away.
+                    let mut tick =
+                        tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        let Some(s) = weak.upgrade() else { return };
+                        s.replicas
+                            .probe(&s.primary, interval.max(Duration::from_millis(500)))
+                            .await;
+                    }
+                }));
+            }
+            let migrations = super::migrate::connection(&primary, weak.clone());
             Shared {
                 backend,
                 primary,
+                migrations,
+                refused: DatabaseConnection::default(),
+                primary_in_recovery,
                 replicas: set,
                 aliases,
                 alias_names,
-                router: Box::new(router),
+                router,
                 cache,
                 catalog: Arc::new(Catalog::default()),
                 counters: RouteCounters::default(),
@@ -319,16 +415,21 @@ impl Db {
                 alias_ns,
                 tokens,
                 reread: tokio::sync::Mutex::new(()),
-                tasks: vec![prober, watcher],
+                tasks,
             }
         });
-        let db = Self { shared };
-        db.shared.catalog.refresh(&db.shared.primary).await;
-        // Know the replicas' state before the first read.
-        db.shared
-            .replicas
-            .probe(&db.shared.primary, Duration::from_secs(1))
-            .await;
+        let db = Self {
+            shared,
+            read_only: false,
+        };
+        if introspect {
+            db.shared.catalog.refresh(&db.shared.primary).await;
+            // Know the replicas' state before the first read.
+            db.shared
+                .replicas
+                .probe(&db.shared.primary, Duration::from_secs(1))
+                .await;
+        }
         Ok(db)
     }
 }

@@ -7,6 +7,7 @@
 //! * `seaorm`: SeaORM's `ConnectionTrait` on top of both.
 
 mod connect;
+mod migrate;
 mod read;
 mod seaorm;
 pub(crate) mod write;
@@ -21,7 +22,9 @@ use crate::router::DatabaseRouter;
 use crate::scope;
 use crate::stats::{PoolStats, PoolsStats, ReplicaHealth, RouteCounters, RoutingStats};
 use crate::token::Tokens;
-use sea_orm::{DatabaseConnection, DbBackend, DbErr, RuntimeErr};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use sea_orm::RuntimeErr;
+use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
@@ -56,6 +59,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Db {
     shared: Arc<Shared>,
+    /// Made by [`Db::read_only`]: every write is refused before it is sent.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Db {
@@ -73,6 +78,7 @@ impl std::fmt::Debug for Db {
                     .collect::<Vec<_>>(),
             )
             .field("cache", &self.shared.cache_enabled)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +86,12 @@ impl std::fmt::Debug for Db {
 pub(crate) struct Shared {
     pub(crate) backend: DbBackend,
     pub(crate) primary: DatabaseConnection,
+    /// The primary's pool, reporting each statement (`Migrator::up(&db, ..)`).
+    pub(crate) migrations: DatabaseConnection,
+    /// What a refused migration gets: a disconnected handle.
+    pub(crate) refused: DatabaseConnection,
+    /// The "primary" answered that it is in recovery: a misconfiguration.
+    pub(crate) primary_in_recovery: bool,
     pub(crate) replicas: ReplicaSet,
     pub(crate) aliases: Vec<(Arc<str>, DatabaseConnection)>,
     pub(crate) alias_names: Vec<Arc<str>>,
@@ -136,10 +148,11 @@ impl Health {
 /// Whether an error means the server or the connection is gone (retry
 /// elsewhere), as opposed to an error in the statement.
 pub fn is_connection_error(e: &DbErr) -> bool {
-    use sea_orm::sqlx::Error as X;
     match e {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
         DbErr::Query(RuntimeErr::SqlxError(s)) | DbErr::Exec(RuntimeErr::SqlxError(s)) => {
+            use sea_orm::sqlx::Error as X;
             match s.as_ref() {
                 X::Io(_)
                 | X::Tls(_)
@@ -163,11 +176,11 @@ pub fn is_connection_error(e: &DbErr) -> bool {
 /// Whether a connection error is only a busy pool (no connection free in
 /// time): not a sign that the server is down.
 pub(crate) fn is_pool_timeout(e: &DbErr) -> bool {
-    use sea_orm::sqlx::Error as X;
     match e {
         DbErr::ConnectionAcquire(_) => true,
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
         DbErr::Query(RuntimeErr::SqlxError(s)) | DbErr::Exec(RuntimeErr::SqlxError(s)) => {
-            matches!(s.as_ref(), X::PoolTimedOut)
+            matches!(s.as_ref(), sea_orm::sqlx::Error::PoolTimedOut)
         }
         _ => false,
     }
@@ -226,6 +239,59 @@ impl Db {
         scope::force_primary(f(self.clone())).await
     }
 
+    /// A handle on the same databases that refuses every write, with a clear
+    /// error, before it is sent (Rails' `connected_to(role: :reading)`).
+    #[must_use]
+    pub fn read_only(&self) -> Db {
+        Db {
+            shared: self.shared.clone(),
+            read_only: true,
+        }
+    }
+
+    /// Whether this handle refuses writes.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Whether writes are refused here and now (a read-only handle, or a
+    /// `prevent_writes` block).
+    pub(crate) fn writes_refused(&self) -> bool {
+        self.read_only || scope::writes_prevented()
+    }
+
+    /// Pings the primary.
+    ///
+    /// # Errors
+    ///
+    /// The database's.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.shared.primary.ping().await
+    }
+
+    /// Sends pending invalidations (at most five seconds), then closes every
+    /// pool. Other clones of this handle fail from then on.
+    ///
+    /// # Errors
+    ///
+    /// The first pool's error.
+    pub async fn close(self) -> Result<(), DbErr> {
+        let _ = self.flush(Duration::from_secs(5)).await;
+        let s = &self.shared;
+        let mut first = s.primary.close_by_ref().await.err();
+        for r in &s.replicas.replicas {
+            if let Err(e) = r.conn.close_by_ref().await {
+                first.get_or_insert(e);
+            }
+        }
+        for (_, c) in &s.aliases {
+            if let Err(e) = c.close_by_ref().await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     /// Runs `fut` with every statement the classifier calls a write refused,
     /// with a clear error, before it is sent (Rails'
     /// `while_preventing_writes`): a block that must only read, on any
@@ -241,6 +307,38 @@ impl Db {
     /// ```
     pub async fn prevent_writes<F: Future>(&self, fut: F) -> F::Output {
         scope::prevent_writes(fut).await
+    }
+
+    /// Runs `f` with every read in it that asks nothing else routed to a
+    /// replica (subject to the scope: sticky, token, health, lag), all on one
+    /// replica: for what the explicit API does not cover (cursors, loaders,
+    /// `SelectThree`.., streams, SeaORM's own paginator).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: seaway::Db) -> Result<(), sea_orm::DbErr> {
+    /// use sea_orm::{CursorTrait, EntityTrait};
+    /// let page = db.with_replica(|db| async move {
+    ///     entity::prelude::Story::find().cursor_by(entity::story::Column::Id).first(10).all(&db).await
+    /// }).await?;
+    /// # let _ = page; Ok(()) }
+    /// ```
+    pub async fn with_replica<F, Fut, T>(&self, f: F) -> T
+    where
+        F: FnOnce(Db) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        scope::with_using(crate::route::Using::Replica, f(self.clone())).await
+    }
+
+    /// As [`with_replica`](Self::with_replica), reading from the alias
+    /// `name` (`default`, `read_replica`, or one configured; another name
+    /// makes each read in it fail).
+    pub async fn with_alias<F, Fut, T>(&self, name: &str, f: F) -> T
+    where
+        F: FnOnce(Db) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        scope::with_using(crate::route::Using::alias(name), f(self.clone())).await
     }
 
     /// Routing counters now.

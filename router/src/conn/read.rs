@@ -66,6 +66,11 @@ impl Db {
     /// Decides where a read goes.
     pub(crate) fn decide(&self, using: &Using, hints: &Hints<'_>) -> (Target, Why) {
         let s = &self.shared;
+        let block = match using {
+            Using::Auto => crate::scope::block_using(),
+            _ => None,
+        };
+        let using = block.as_ref().unwrap_or(using);
         let answer = match using {
             Using::Auto => s.router.db_for_read(hints),
             _ => None,

@@ -132,3 +132,35 @@ impl ConnectionTrait for Db {
             .await
     }
 }
+
+#[cfg(feature = "stream")]
+impl sea_orm::StreamTrait for Db {
+    type Stream<'a> = sea_orm::QueryStream;
+
+    fn get_database_backend(&self) -> DbBackend {
+        self.shared.backend
+    }
+
+    /// A read streams from where the read pipeline sends it (a replica
+    /// unless the scope says otherwise); anything else is refused: a write
+    /// runs with `execute` or `query_all`, which invalidate what it changed.
+    fn stream_raw<'a>(
+        &'a self,
+        stmt: Statement,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+        Box::pin(async move {
+            let access = classify::classify_sql(&stmt.sql);
+            if access.kind != Kind::Read {
+                return Err(DbErr::Custom(
+                    "only reads stream through a Db: run writes and locking reads with execute or query_all".into(),
+                ));
+            }
+            let hints = Hints::new(&access.tables);
+            self.read(&Using::Auto, &hints, |c| {
+                let stmt = stmt.clone();
+                async move { sea_orm::StreamTrait::stream_raw(&c, stmt).await }
+            })
+            .await
+        })
+    }
+}

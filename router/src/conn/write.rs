@@ -150,7 +150,7 @@ impl Db {
             });
             return Ok(v);
         }
-        if scope::writes_prevented() {
+        if self.writes_refused() {
             return Err(writes_prevented());
         }
         let conn = self.write_conn(&stmt.access.tables);
