@@ -548,7 +548,7 @@ async fn a_stopped_replica_holds_no_read_past_the_statement_timeout() {
                     n += 1;
                     let id = ids[(n as usize + w) % ids.len()];
                     let t0 = Instant::now();
-                    let r = if n % 2 == 0 {
+                    let r = if n.is_multiple_of(2) {
                         Story::find_by_id(id)
                             .using_replica()
                             .one(&db)

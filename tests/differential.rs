@@ -155,7 +155,7 @@ async fn write<C: ConnectionTrait>(
                     created_at: Set(at(n)),
                 };
                 let q = Follow::insert(row);
-                let q = if rng.random_bool(0.5) {
+                if rng.random_bool(0.5) {
                     q.on_conflict_do_nothing()
                         .exec_without_returning(c)
                         .await
@@ -172,8 +172,7 @@ async fn write<C: ConnectionTrait>(
                     .exec_without_returning(c)
                     .await
                     .map(|_| ())
-                };
-                q
+                }
             } else {
                 Follow::delete_many()
                     .filter(follow::Column::FollowerId.eq(a))

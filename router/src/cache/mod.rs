@@ -74,6 +74,10 @@ pub const SHORT_TTL: Duration = Duration::from_secs(1);
 /// Time-to-live of an empty result (`None`, no rows): the row it looked for
 /// may be inserted by a write this instance does not see at once.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(30);
+/// What a cached read's rows depend on: their tags, and whether they can
+/// be cached at all (`None`: they cannot be told apart).
+pub(crate) type RowDeps<'a, V> = dyn Fn(&V) -> Option<(Vec<TagId>, bool)> + Sync + 'a;
+
 /// The longest time-to-live a query can ask for; idle tag versions are
 /// forgotten after it (with a margin), never while an entry may use them.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -106,7 +110,7 @@ pub(crate) struct Request<'a, V> {
     pub(crate) static_tags: &'a (dyn Fn() -> Vec<TagId> + Sync),
     /// Every tag the result depends on, and whether it is empty; `None`:
     /// never store it (it had to run on the primary).
-    pub(crate) deps: &'a (dyn Fn(&V) -> Option<(Vec<TagId>, bool)> + Sync),
+    pub(crate) deps: &'a RowDeps<'a, V>,
 }
 
 /// One L1 entry: the decoded value, ready to hand out.
@@ -404,13 +408,14 @@ impl QueryCache {
             match self.flights.join(req.key, req.target, req.min_lsn) {
                 Role::Lead(lead) => {
                     let Some(l) = load.take() else { break };
-                    let result = self.miss(&req, l).await;
-                    lead.finish(result.as_ref().map(Clone::clone).map_err(SharedErr::of));
+                    // boxed: the miss path's future is large, the hit path stays small
+                    let result = Box::pin(self.miss(&req, l)).await;
+                    lead.finish(result.as_ref().cloned().map_err(SharedErr::of));
                     return Self::typed(result?);
                 }
                 Role::Wait(rx) => {
                     self.counters.joined.fetch_add(1, Relaxed);
-                    match Flights::wait(rx, self.settings.join_deadline).await {
+                    match Box::pin(Flights::wait(rx, self.settings.join_deadline)).await {
                         Waited::Done(Ok(l)) if l.fresh_lsn >= req.min_lsn => {
                             if let Ok(v) = l.value.clone().downcast::<V>() {
                                 return Ok((v, l.outcome));
@@ -427,7 +432,7 @@ impl QueryCache {
             }
         }
         let l = load.ok_or_else(|| sea_orm::DbErr::Custom("load taken".into()))?;
-        Self::typed(self.miss(&req, l).await?)
+        Self::typed(Box::pin(self.miss(&req, l)).await?)
     }
 
     fn typed<V: CacheValue>(l: Loaded) -> Result<(Arc<V>, CacheOutcome), sea_orm::DbErr> {
@@ -453,7 +458,7 @@ impl QueryCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(V, Source), sea_orm::DbErr>>,
     {
-        if let Some(hit) = self.from_l2::<V>(req).await {
+        if let Some(hit) = self.read_l2::<V>(req).await {
             return Ok(hit);
         }
         let since = self.versions.generation();
@@ -526,7 +531,7 @@ impl QueryCache {
 
     /// An L2 hit, validated against Redis's versions of every tag it
     /// recorded, its epoch, and the writes still pending here.
-    async fn from_l2<V: CacheValue>(&self, req: &Request<'_, V>) -> Option<Loaded> {
+    async fn read_l2<V: CacheValue>(&self, req: &Request<'_, V>) -> Option<Loaded> {
         let l2 = self.l2.as_ref()?;
         if !self.bus_up.load(Relaxed) {
             return None;

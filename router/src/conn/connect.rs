@@ -210,7 +210,11 @@ impl Db {
         }
         let primary = connect(
             url,
-            shaped(&config, Server::Primary, options(url, min, max, Duration::from_secs(5), false, st)),
+            shaped(
+                &config,
+                Server::Primary,
+                options(url, min, max, Duration::from_secs(5), false, st),
+            ),
         )
         .await?;
         let backend = primary.get_database_backend();
@@ -225,7 +229,11 @@ impl Db {
             {
                 let conn = connect(
                     &ro,
-                    shaped(&config, Server::ReadOnlyTwin, options(&ro, 1, config.pool_max, Duration::from_secs(5), false, st)),
+                    shaped(
+                        &config,
+                        Server::ReadOnlyTwin,
+                        options(&ro, 1, config.pool_max, Duration::from_secs(5), false, st),
+                    ),
                 )
                 .await?;
                 replicas.push(("replica1".to_owned(), conn, true));
@@ -237,11 +245,22 @@ impl Db {
                 shaped(
                     &config,
                     Server::Replica(i),
-                    options(r, config.pool_min, config.pool_max, REPLICA_CONNECT_TIMEOUT, true, st),
+                    options(
+                        r,
+                        config.pool_min,
+                        config.pool_max,
+                        REPLICA_CONNECT_TIMEOUT,
+                        true,
+                        st,
+                    ),
                 ),
             )
             .await?;
-            replicas.push((format!("replica{}", i + 1), conn, backend == DbBackend::Sqlite));
+            replicas.push((
+                format!("replica{}", i + 1),
+                conn,
+                backend == DbBackend::Sqlite,
+            ));
         }
         let mut aliases = Vec::new();
         for (name, u) in &config.aliases {
@@ -256,7 +275,16 @@ impl Db {
             .await?;
             aliases.push((Arc::<str>::from(name.as_str()), conn));
         }
-        Self::assemble(config, Box::new(router), Parts { primary, replicas, aliases }).await
+        Self::assemble(
+            config,
+            Box::new(router),
+            Parts {
+                primary,
+                replicas,
+                aliases,
+            },
+        )
+        .await
     }
 
     /// A `Db` over connections the caller made: the primary and the
@@ -313,7 +341,13 @@ impl Db {
             identity(&primary, url).await
         } else {
             let id = xxhash_rust::xxh3::xxh3_64(url.as_bytes());
-            (Cluster { system: id, timeline: 0 }, id)
+            (
+                Cluster {
+                    system: id,
+                    timeline: 0,
+                },
+                id,
+            )
         };
         let primary_in_recovery = config.introspect
             && backend == DbBackend::Postgres
@@ -362,6 +396,7 @@ impl Db {
         let interval = config.health_check_interval;
         let introspect = config.introspect;
         let alias_names = aliases.iter().map(|(n, _)| n.clone()).collect();
+        let refused = super::migrate::refused_connections(backend).await;
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
             let watcher = {
                 let weak = weak.clone();
@@ -397,7 +432,7 @@ impl Db {
                 backend,
                 primary,
                 migrations,
-                refused: DatabaseConnection::default(),
+                refused,
                 primary_in_recovery,
                 replicas: set,
                 aliases,

@@ -8,8 +8,9 @@
 //!   into a connection to the primary that reports each statement it runs;
 //!   a write or schema statement invalidates its tables at once, and again a
 //!   second after the migration's last statement (its transaction has
-//!   committed by then). A refused target is a disconnected connection:
-//!   the migration fails before it changes anything.
+//!   committed by then). A refused target is a closed pool: the migration
+//!   fails (`ConnectionAcquire`) before it sends anything, and the reason
+//!   is logged; [`Db::migrate`] returns the reason itself.
 
 use super::{Db, Shared};
 use crate::classify;
@@ -49,7 +50,12 @@ pub(super) fn connection(primary: &DatabaseConnection, db: Weak<Shared>) -> Data
         if access.tables.is_empty() || access.unbounded {
             tags.push(Moved::new(TagId::ALL, Level::Table));
         }
-        tags.extend(access.tables.iter().map(|t| Moved::new(TagId::table(t), Level::Table)));
+        tags.extend(
+            access
+                .tables
+                .iter()
+                .map(|t| Moved::new(TagId::table(t), Level::Table)),
+        );
         let start_sweeper = match written.lock() {
             Ok(mut w) => {
                 w.tags.extend(tags.iter().copied());
@@ -92,21 +98,60 @@ pub(super) fn connection(primary: &DatabaseConnection, db: Weak<Shared>) -> Data
     c
 }
 
-/// Why a migration may not run here.
-fn refusal(db: &Db) -> Option<String> {
+/// Why a migration is refused, one message per reason.
+pub(super) const REFUSALS: [&str; 3] = [
+    "refusing to migrate: the primary is a server in recovery (a read replica); migrations run on the primary",
+    "refusing to migrate: the router's allow_migrate(\"default\") says no",
+    "refusing to migrate: this handle is read-only",
+];
+
+/// Why a migration may not run here (an index into [`REFUSALS`]).
+fn refusal(db: &Db) -> Option<usize> {
     let s = &db.shared;
     if s.primary_in_recovery {
-        return Some(
-            "refusing to migrate: the primary is a server in recovery (a read replica); migrations run on the primary".into(),
-        );
+        return Some(0);
     }
     if s.router.allow_migrate(DEFAULT) == Some(false) {
-        return Some("refusing to migrate: the router's allow_migrate(\"default\") says no".into());
+        return Some(1);
     }
     if db.read_only {
-        return Some("refusing to migrate: this handle is read-only".into());
+        return Some(2);
     }
     None
+}
+
+/// A connection that can run nothing: a pool for the same backend, closed
+/// before anything used it. SeaORM's migrator can build its statements
+/// (the backend is known), and the first one fails to acquire a connection,
+/// before anything is sent anywhere; the reason is logged.
+async fn closed_pool(backend: sea_orm::DbBackend) -> DatabaseConnection {
+    match backend {
+        #[cfg(feature = "postgres")]
+        sea_orm::DbBackend::Postgres => {
+            let pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with(sea_orm::sqlx::postgres::PgConnectOptions::new_without_pgpass());
+            pool.close().await;
+            sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+        }
+        #[cfg(feature = "sqlite")]
+        sea_orm::DbBackend::Sqlite => {
+            let pool = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with(sea_orm::sqlx::sqlite::SqliteConnectOptions::new());
+            pool.close().await;
+            sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+        }
+        #[allow(unreachable_patterns)]
+        _ => DatabaseConnection::default(),
+    }
+}
+
+/// One refusing connection per reason (they are the same closed pool: the
+/// reason is in the log and in [`Db::migrate`]'s error).
+pub(super) async fn refused_connections(backend: sea_orm::DbBackend) -> Vec<DatabaseConnection> {
+    let c = closed_pool(backend).await;
+    REFUSALS.iter().map(|_| c.clone()).collect()
 }
 
 impl Db {
@@ -131,7 +176,7 @@ impl Db {
         f: impl AsyncFnOnce(&DatabaseConnection) -> Result<T, DbErr>,
     ) -> Result<T, DbErr> {
         if let Some(why) = refusal(self) {
-            return Err(DbErr::Migration(why));
+            return Err(DbErr::Migration(REFUSALS[why].to_owned()));
         }
         let result = f(&self.shared.primary).await;
         self.shared.catalog.mark_stale();
@@ -148,8 +193,8 @@ impl<'c> IntoDatabaseExecutor<'c> for &'c Db {
     fn into_database_executor(self) -> DatabaseExecutor<'c> {
         match refusal(self) {
             Some(why) => {
-                tracing::error!("{why}");
-                DatabaseExecutor::Connection(&self.shared.refused)
+                tracing::error!("{}", REFUSALS[why]);
+                DatabaseExecutor::Connection(&self.shared.refused[why])
             }
             None => DatabaseExecutor::Connection(&self.shared.migrations),
         }

@@ -88,8 +88,9 @@ pub(crate) struct Shared {
     pub(crate) primary: DatabaseConnection,
     /// The primary's pool, reporting each statement (`Migrator::up(&db, ..)`).
     pub(crate) migrations: DatabaseConnection,
-    /// What a refused migration gets: a disconnected handle.
-    pub(crate) refused: DatabaseConnection,
+    /// What a refused migration gets, by reason: a connection that answers
+    /// each statement with the refusal.
+    pub(crate) refused: Vec<DatabaseConnection>,
     /// The "primary" answered that it is in recovery: a misconfiguration.
     pub(crate) primary_in_recovery: bool,
     pub(crate) replicas: ReplicaSet,

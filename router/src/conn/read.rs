@@ -33,7 +33,7 @@ pub(crate) struct CacheSpec<'a, V> {
     pub(crate) static_tags: &'a (dyn Fn() -> Vec<TagId> + Sync),
     /// Every tag the result depends on, and whether it is empty (`None`:
     /// do not store it).
-    pub(crate) deps: &'a (dyn Fn(&V) -> Option<(Vec<TagId>, bool)> + Sync),
+    pub(crate) deps: &'a crate::cache::RowDeps<'a, V>,
     /// Asked on a miss: the read must run on the primary (a lock clause or
     /// a side-effect function in it), and is then not stored.
     pub(crate) needs_primary: &'a (dyn Fn() -> bool + Sync),
@@ -244,7 +244,8 @@ impl Db {
         Fut: Future<Output = Result<V, DbErr>>,
     {
         let (target, why) = self.decide(using, hints);
-        let (v, ran, _) = self.run_on(using, target, why, exec).await?;
+        // boxed: keeps the caller's future small (failover, timeouts, spans)
+        let (v, ran, _) = Box::pin(self.run_on(using, target, why, exec)).await?;
         let route = self.route_of(ran);
         scope::with_current(|st| st.record(route, CacheOutcome::Bypass));
         Ok(v)
@@ -265,7 +266,7 @@ impl Db {
     {
         let (target, why) = self.decide(using, hints);
         if !self.shared.cache_enabled || target == Target::NoSuchAlias {
-            let (v, ran, _) = self.run_on(using, target, why, exec).await?;
+            let (v, ran, _) = Box::pin(self.run_on(using, target, why, exec)).await?;
             let route = self.route_of(ran);
             scope::with_current(|st| st.record(route, CacheOutcome::Bypass));
             return Ok(Arc::new(v));
