@@ -21,7 +21,10 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("seaway-example-router-{}", std::process::id()));
     let url = format!("sqlite://{}/example.db?mode=rwc", dir.display());
     let db = Db::connect_with_router(
-        Config::builder().database_url(url).sqlite_file_defaults(true).build(),
+        Config::builder()
+            .database_url(url)
+            .sqlite_file_defaults(true)
+            .build(),
         FollowsOnPrimary,
     )
     .await

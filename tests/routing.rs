@@ -245,7 +245,8 @@ async fn a_stopped_replica_costs_no_read_and_recovers() {
     }
     let unhealthy = wait_for(Duration::from_secs(5), || async {
         let h = db.health().await;
-        !h.replicas[0].healthy && h.replicas[0].consecutive_failures >= seaway::figures::UNHEALTHY_AFTER
+        !h.replicas[0].healthy
+            && h.replicas[0].consecutive_failures >= seaway::figures::UNHEALTHY_AFTER
     })
     .await;
     assert!(

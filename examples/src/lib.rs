@@ -13,9 +13,14 @@ pub async fn embedded_db(name: &str) -> Db {
     let dir = std::env::temp_dir().join(format!("seaway-example-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let url = format!("sqlite://{}/example.db?mode=rwc", dir.display());
-    let db = Db::connect(Config::builder().database_url(url).sqlite_file_defaults(true).build())
-        .await
-        .expect("connect");
+    let db = Db::connect(
+        Config::builder()
+            .database_url(url)
+            .sqlite_file_defaults(true)
+            .build(),
+    )
+    .await
+    .expect("connect");
     Migrator::up(&db, None).await.expect("migrate");
     db
 }

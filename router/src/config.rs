@@ -91,7 +91,7 @@ pub struct Candidate<'a> {
 /// A balancing policy: picks one of the usable replicas for a read.
 ///
 /// ```
-/// use seaway::{Balance, Candidate};
+/// use seaway::settings::{Balance, Candidate};
 /// /// The least lagging replica.
 /// struct Freshest;
 /// impl Balance for Freshest {
@@ -300,8 +300,11 @@ impl Config {
         };
         let mut c = Self::default();
         if let Some(url) = var("DATABASE_URL") {
-            c.database_url =
-                check_url(&n("DATABASE_URL"), &url, &["postgres", "postgresql", "sqlite"])?;
+            c.database_url = check_url(
+                &n("DATABASE_URL"),
+                &url,
+                &["postgres", "postgresql", "sqlite"],
+            )?;
         }
         if let Some(urls) = var("READ_REPLICA_URLS") {
             c.replica_urls = urls
@@ -309,7 +312,8 @@ impl Config {
                 .map(str::trim)
                 .filter(|u| !u.is_empty())
                 .map(|u| {
-                    check_url(&n("READ_REPLICA_URLS"),
+                    check_url(
+                        &n("READ_REPLICA_URLS"),
                         u,
                         &["postgres", "postgresql", "sqlite"],
                     )
@@ -333,8 +337,12 @@ impl Config {
                 Duration::from_millis(parse_num(&n("MAX_REPLICA_LAG_MS"), &v, 0, 86_400_000)?);
         }
         if let Some(v) = var("HEALTH_CHECK_INTERVAL_MS") {
-            c.health_check_interval =
-                Duration::from_millis(parse_num(&n("HEALTH_CHECK_INTERVAL_MS"), &v, 10, 3_600_000)?);
+            c.health_check_interval = Duration::from_millis(parse_num(
+                &n("HEALTH_CHECK_INTERVAL_MS"),
+                &v,
+                10,
+                3_600_000,
+            )?);
         }
         if let Some(v) = var("REPLICA_FALLBACK") {
             c.replica_fallback = match v.as_str() {
@@ -357,7 +365,12 @@ impl Config {
         if c.pool_min > c.pool_max {
             return Err(Error::Config {
                 var: n("DB_POOL_MIN_SIZE"),
-                message: format!("{} is above {} {}", c.pool_min, n("DB_POOL_MAX_SIZE"), c.pool_max),
+                message: format!(
+                    "{} is above {} {}",
+                    c.pool_min,
+                    n("DB_POOL_MAX_SIZE"),
+                    c.pool_max
+                ),
             });
         }
         if let Some(v) = var("SEAWAY_CACHE_PREFIX") {
@@ -403,9 +416,17 @@ impl Config {
     ///
     /// [`Error::Config`] naming the field (by its variable's name).
     pub fn validate(&self) -> Result<(), Error> {
-        check_url("DATABASE_URL", &self.database_url, &["postgres", "postgresql", "sqlite"])?;
+        check_url(
+            "DATABASE_URL",
+            &self.database_url,
+            &["postgres", "postgresql", "sqlite"],
+        )?;
         for u in &self.replica_urls {
-            check_url("READ_REPLICA_URLS", u, &["postgres", "postgresql", "sqlite"])?;
+            check_url(
+                "READ_REPLICA_URLS",
+                u,
+                &["postgres", "postgresql", "sqlite"],
+            )?;
         }
         for u in self.aliases.values() {
             check_url("aliases", u, &["postgres", "postgresql", "sqlite"])?;
@@ -413,14 +434,22 @@ impl Config {
         if let Some(u) = &self.redis_url {
             check_url("REDIS_URL", u, &["redis", "rediss"])?;
         }
-        let bad = |var: &str, message: String| Err(Error::Config { var: var.to_owned(), message });
+        let bad = |var: &str, message: String| {
+            Err(Error::Config {
+                var: var.to_owned(),
+                message,
+            })
+        };
         if self.pool_max == 0 {
             return bad("DB_POOL_MAX_SIZE", "must be at least 1".into());
         }
         if self.pool_min > self.pool_max {
             return bad(
                 "DB_POOL_MIN_SIZE",
-                format!("{} is above DB_POOL_MAX_SIZE {}", self.pool_min, self.pool_max),
+                format!(
+                    "{} is above DB_POOL_MAX_SIZE {}",
+                    self.pool_min, self.pool_max
+                ),
             );
         }
         if self.statement_timeout < std::time::Duration::from_millis(10) {
@@ -441,7 +470,10 @@ impl Config {
             );
         }
         if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ', '\n']) {
-            return bad("SEAWAY_CACHE_PREFIX", "must be non-empty, without braces or spaces".into());
+            return bad(
+                "SEAWAY_CACHE_PREFIX",
+                "must be non-empty, without braces or spaces".into(),
+            );
         }
         Ok(())
     }

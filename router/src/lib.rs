@@ -1,24 +1,4 @@
-//! Seaway: declarative read/write routing, read-your-writes and a two-tier
-//! query cache for SeaORM, when one PostgreSQL server is no longer enough.
-//!
-//! Plain SeaORM calls on a [`Db`] are routed statement by statement: reads to
-//! a replica, writes and transactions to the primary. A request scope makes
-//! reads sticky to the primary after a write, and a signed consistency token
-//! carries read-your-writes to later requests on any instance. Queries opt
-//! into a cache (moka in process, Redis shared) that a write empties only
-//! where it can change a result (by row, column, membership or table), on
-//! every instance, and that never stores rows older than what its source
-//! proved.
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use sea_orm::EntityTrait;
-//! use seaway::prelude::*;
-//! use entity::prelude::Story;
-//! let db = seaway::Db::connect(seaway::Config::from_env()?).await?;
-//! let listing = Story::find().using_replica().cached().all(&db).await?;
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! # Layout
 //!

@@ -396,14 +396,20 @@ pub(crate) fn pool_size(conn: &DatabaseConnection) -> (u32, u32) {
         // a mock or disconnected handle has no pool to look at
         #[cfg(feature = "postgres")]
         DbBackend::Postgres
-            if matches!(conn.inner, sea_orm::DatabaseConnectionType::SqlxPostgresPoolConnection(_)) =>
+            if matches!(
+                conn.inner,
+                sea_orm::DatabaseConnectionType::SqlxPostgresPoolConnection(_)
+            ) =>
         {
             let p = conn.get_postgres_connection_pool();
             (p.size(), p.num_idle() as u32)
         }
         #[cfg(feature = "sqlite")]
         DbBackend::Sqlite
-            if matches!(conn.inner, sea_orm::DatabaseConnectionType::SqlxSqlitePoolConnection(_)) =>
+            if matches!(
+                conn.inner,
+                sea_orm::DatabaseConnectionType::SqlxSqlitePoolConnection(_)
+            ) =>
         {
             let p = conn.get_sqlite_connection_pool();
             (p.size(), p.num_idle() as u32)

@@ -63,7 +63,10 @@ mod sealed {
         /// The keys of `row`'s models.
         fn keys(row: &Self::Row, out: &mut RowKeys);
         /// SeaORM's `all` on `c`.
-        fn all_on<C: ConnectionTrait>(self, c: &C) -> impl Future<Output = Result<Vec<Self::Row>, DbErr>> + Send;
+        fn all_on<C: ConnectionTrait>(
+            self,
+            c: &C,
+        ) -> impl Future<Output = Result<Vec<Self::Row>, DbErr>> + Send;
     }
 
     /// The reads that also have a `one`.
@@ -71,15 +74,24 @@ mod sealed {
         /// Key kind of `one`.
         const ONE: &'static str;
         /// SeaORM's `one` on `c`.
-        fn one_on<C: ConnectionTrait>(self, c: &C) -> impl Future<Output = Result<Option<Self::Row>, DbErr>> + Send;
+        fn one_on<C: ConnectionTrait>(
+            self,
+            c: &C,
+        ) -> impl Future<Output = Result<Option<Self::Row>, DbErr>> + Send;
     }
 
     /// The reads SeaORM can count and test for rows.
     pub trait Counted: Sealed {
         /// SeaORM's `count` on `c`.
-        fn count_on<C: ConnectionTrait>(self, c: &C) -> impl Future<Output = Result<u64, DbErr>> + Send;
+        fn count_on<C: ConnectionTrait>(
+            self,
+            c: &C,
+        ) -> impl Future<Output = Result<u64, DbErr>> + Send;
         /// SeaORM's `exists` on `c`.
-        fn exists_on<C: ConnectionTrait>(self, c: &C) -> impl Future<Output = Result<bool, DbErr>> + Send;
+        fn exists_on<C: ConnectionTrait>(
+            self,
+            c: &C,
+        ) -> impl Future<Output = Result<bool, DbErr>> + Send;
     }
 
     /// Where terminals run: a `Db` (routed, cached) or a transaction.
@@ -260,7 +272,9 @@ pub trait Projection<E: EntityTrait>: Send + Sync + 'static {
     const KIND: &'static str;
     /// SeaORM's selector for it.
     #[doc(hidden)]
-    fn selector(s: Select<E>) -> sea_orm::Selector<impl sea_orm::SelectorTrait<Item = Self::Row> + Send + Sync>;
+    fn selector(
+        s: Select<E>,
+    ) -> sea_orm::Selector<impl sea_orm::SelectorTrait<Item = Self::Row> + Send + Sync>;
 }
 
 /// `into_model::<M>()`.
@@ -277,24 +291,36 @@ pub struct AsTuple<T>(PhantomData<fn() -> T>);
 #[derive(Debug)]
 pub struct AsJson;
 
-impl<E: EntityTrait, M: sea_orm::FromQueryResult + Send + Sync + 'static> Projection<E> for AsModel<M> {
+impl<E: EntityTrait, M: sea_orm::FromQueryResult + Send + Sync + 'static> Projection<E>
+    for AsModel<M>
+{
     type Row = M;
     const KIND: &'static str = "model";
-    fn selector(s: Select<E>) -> sea_orm::Selector<impl sea_orm::SelectorTrait<Item = M> + Send + Sync> {
+    fn selector(
+        s: Select<E>,
+    ) -> sea_orm::Selector<impl sea_orm::SelectorTrait<Item = M> + Send + Sync> {
         s.into_model::<M>()
     }
 }
-impl<E: EntityTrait, M: sea_orm::PartialModelTrait + Send + Sync + 'static> Projection<E> for AsPartial<M> {
+impl<E: EntityTrait, M: sea_orm::PartialModelTrait + Send + Sync + 'static> Projection<E>
+    for AsPartial<M>
+{
     type Row = M;
     const KIND: &'static str = "partial";
-    fn selector(s: Select<E>) -> sea_orm::Selector<impl sea_orm::SelectorTrait<Item = M> + Send + Sync> {
+    fn selector(
+        s: Select<E>,
+    ) -> sea_orm::Selector<impl sea_orm::SelectorTrait<Item = M> + Send + Sync> {
         s.into_partial_model::<M>()
     }
 }
-impl<E: EntityTrait, T: sea_orm::TryGetableMany + Send + Sync + 'static> Projection<E> for AsTuple<T> {
+impl<E: EntityTrait, T: sea_orm::TryGetableMany + Send + Sync + 'static> Projection<E>
+    for AsTuple<T>
+{
     type Row = T;
     const KIND: &'static str = "tuple";
-    fn selector(s: Select<E>) -> sea_orm::Selector<impl sea_orm::SelectorTrait<Item = T> + Send + Sync> {
+    fn selector(
+        s: Select<E>,
+    ) -> sea_orm::Selector<impl sea_orm::SelectorTrait<Item = T> + Send + Sync> {
         s.into_tuple::<T>()
     }
 }
@@ -302,7 +328,10 @@ impl<E: EntityTrait, T: sea_orm::TryGetableMany + Send + Sync + 'static> Project
 impl<E: EntityTrait> Projection<E> for AsJson {
     type Row = serde_json::Value;
     const KIND: &'static str = "json";
-    fn selector(s: Select<E>) -> sea_orm::Selector<impl sea_orm::SelectorTrait<Item = serde_json::Value> + Send + Sync> {
+    fn selector(
+        s: Select<E>,
+    ) -> sea_orm::Selector<impl sea_orm::SelectorTrait<Item = serde_json::Value> + Send + Sync>
+    {
         s.into_json()
     }
 }
@@ -388,7 +417,9 @@ impl<M> Clone for RawSelect<M> {
 
 impl<M> std::fmt::Debug for RawSelect<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawSelect").field("sql", &self.stmt.sql).finish()
+        f.debug_struct("RawSelect")
+            .field("sql", &self.stmt.sql)
+            .finish()
     }
 }
 
@@ -516,7 +547,7 @@ impl<Q: Sealed, P> Routed<Q, P> {
     pub fn cached(self) -> Routed<Q, Cached> {
         self.with_policy()
     }
-    /// Cache the result for `ttl` (at most [`MAX_TTL`](crate::MAX_TTL)).
+    /// Cache the result for `ttl` (at most [`MAX_TTL`](crate::settings::MAX_TTL)).
     pub fn cache_ttl(mut self, ttl: Duration) -> Routed<Q, Cached> {
         self.ttl = Some(ttl);
         self.with_policy()
@@ -540,7 +571,12 @@ impl<Q: Sealed, P> Routed<Q, P> {
     }
 
     /// An uncached run: routed on a `Db`, or in the transaction.
-    async fn run_plain<V, F, Fut, G>(self, conn: &impl ReadConn, exec: F, in_txn: G) -> Result<V, DbErr>
+    async fn run_plain<V, F, Fut, G>(
+        self,
+        conn: &impl ReadConn,
+        exec: F,
+        in_txn: G,
+    ) -> Result<V, DbErr>
     where
         F: Fn(Q, sea_orm::DatabaseConnection) -> Fut + Sync,
         Fut: std::future::Future<Output = Result<V, DbErr>>,
@@ -597,7 +633,10 @@ impl<Q: Sealed, P> Routed<Q, P> {
             })
         };
         let tables = || match &described {
-            Described::Built(_) => shape_of().as_ref().map(|s| s.tables.clone()).unwrap_or_default(),
+            Described::Built(_) => shape_of()
+                .as_ref()
+                .map(|s| s.tables.clone())
+                .unwrap_or_default(),
             Described::Raw(s) => crate::classify::read_tables(&s.sql),
         };
         let hints = Hints::lazy(&tables).for_entity(Q::table());
@@ -679,8 +718,12 @@ impl<Q: Sealed> Routed<Q, Uncached> {
     ///
     /// The database's.
     pub async fn all(self, conn: &impl ReadConn) -> Result<Vec<Q::Row>, DbErr> {
-        self.run_plain(conn, |q, c| async move { q.all_on(&c).await }, |q, t| Box::pin(q.all_on(t)))
-            .await
+        self.run_plain(
+            conn,
+            |q, c| async move { q.all_on(&c).await },
+            |q, t| Box::pin(q.all_on(t)),
+        )
+        .await
     }
 }
 
@@ -691,8 +734,12 @@ impl<Q: One> Routed<Q, Uncached> {
     ///
     /// The database's.
     pub async fn one(self, conn: &impl ReadConn) -> Result<Option<Q::Row>, DbErr> {
-        self.run_plain(conn, |q, c| async move { q.one_on(&c).await }, |q, t| Box::pin(q.one_on(t)))
-            .await
+        self.run_plain(
+            conn,
+            |q, c| async move { q.one_on(&c).await },
+            |q, t| Box::pin(q.one_on(t)),
+        )
+        .await
     }
 
     /// The first row, or [`DbErr::RecordNotFound`], as SeaORM's `require_one`.
@@ -714,8 +761,12 @@ impl<Q: Counted> Routed<Q, Uncached> {
     ///
     /// The database's.
     pub async fn count(self, conn: &impl ReadConn) -> Result<u64, DbErr> {
-        self.run_plain(conn, |q, c| async move { q.count_on(&c).await }, |q, t| Box::pin(q.count_on(t)))
-            .await
+        self.run_plain(
+            conn,
+            |q, c| async move { q.count_on(&c).await },
+            |q, t| Box::pin(q.count_on(t)),
+        )
+        .await
     }
 
     /// Whether any row matches, as SeaORM's `exists`.
@@ -724,8 +775,12 @@ impl<Q: Counted> Routed<Q, Uncached> {
     ///
     /// The database's.
     pub async fn exists(self, conn: &impl ReadConn) -> Result<bool, DbErr> {
-        self.run_plain(conn, |q, c| async move { q.exists_on(&c).await }, |q, t| Box::pin(q.exists_on(t)))
-            .await
+        self.run_plain(
+            conn,
+            |q, c| async move { q.exists_on(&c).await },
+            |q, t| Box::pin(q.exists_on(t)),
+        )
+        .await
     }
 }
 
@@ -855,7 +910,9 @@ impl<E: EntityTrait, P> Routed<Select<E>, P> {
         }
     }
     /// Rows as `M`, as SeaORM's `into_model`.
-    pub fn into_model<M: sea_orm::FromQueryResult + Send + Sync + 'static>(self) -> Routed<Projected<E, AsModel<M>>, P> {
+    pub fn into_model<M: sea_orm::FromQueryResult + Send + Sync + 'static>(
+        self,
+    ) -> Routed<Projected<E, AsModel<M>>, P> {
         self.project()
     }
     /// Rows as a partial model, as SeaORM's `into_partial_model`.
@@ -865,7 +922,9 @@ impl<E: EntityTrait, P> Routed<Select<E>, P> {
         self.project()
     }
     /// Rows as tuples, as SeaORM's `into_tuple`.
-    pub fn into_tuple<T: sea_orm::TryGetableMany + Send + Sync + 'static>(self) -> Routed<Projected<E, AsTuple<T>>, P> {
+    pub fn into_tuple<T: sea_orm::TryGetableMany + Send + Sync + 'static>(
+        self,
+    ) -> Routed<Projected<E, AsTuple<T>>, P> {
         self.project()
     }
     /// Rows as JSON values, as SeaORM's `into_json`.
@@ -876,7 +935,8 @@ impl<E: EntityTrait, P> Routed<Select<E>, P> {
 }
 
 /// Pages of a routed read, as SeaORM's paginator: every page and the count
-/// read from one replica (the scope's, or one of its own), through the cache
+/// read from one replica (that of the scope current when `paginate` is
+/// called, or of a scope of its own), through the cache
 /// when the read is cached.
 #[derive(Debug)]
 pub struct Paginator<'d, Q, P> {

@@ -426,7 +426,10 @@ impl TransactionTrait for Db {
         &self,
         options: TransactionOptions,
     ) -> Result<DbTransaction, DbErr> {
-        Ok(self.wrap(self.txn_conn().begin_with_options(options).await?, self.is_read_only()))
+        Ok(self.wrap(
+            self.txn_conn().begin_with_options(options).await?,
+            self.is_read_only(),
+        ))
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>

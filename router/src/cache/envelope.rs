@@ -49,5 +49,4 @@ mod tests {
             assert!(decode(bytes).is_none());
         }
     }
-
 }

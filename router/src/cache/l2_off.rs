@@ -46,7 +46,12 @@ impl L2 {
     pub(crate) fn put(self: &Arc<Self>, _: u128, _: Vec<u8>, _: Duration) {
         match self.never {}
     }
-    pub(crate) async fn invalidate(&self, _: &str, _: &[(TagId, bool)], _: Lsn) -> Result<u64, Refused> {
+    pub(crate) async fn invalidate(
+        &self,
+        _: &str,
+        _: &[(TagId, bool)],
+        _: Lsn,
+    ) -> Result<u64, Refused> {
         match self.never {}
     }
     pub(crate) async fn ensure_epoch(&self) -> Option<String> {
