@@ -1,7 +1,7 @@
 //! The cache's promises under the conditions that break them, on the real
 //! primary, replicas and Redis: fills whose snapshot predates a write,
 //! token holders joining tokenless loads, forged tokens, versions across a
-//! Redis restart, lost messages, cancelled writes, a stopped replica, two
+//! Redis restart, lost messages, cancelled writes and commits, a stopped replica, two
 //! databases on one Redis, and entries over the size bound.
 
 use app::{AppConfig, AppState};
@@ -506,6 +506,68 @@ async fn a_write_whose_client_goes_away_still_invalidates_every_instance() {
         println!(
             "round {round}: client gone after {after_ms} ms, write committed: {committed}, seen on both"
         );
+    }
+    c.reset();
+}
+
+/// A transaction whose `commit()` future is dropped while COMMIT runs (a
+/// client gone, a timeout) still commits: what it moved is invalidated all
+/// the same, and the instance's L1 does not keep the old row. COMMIT is made
+/// slow on purpose (a deferred constraint trigger that sleeps 300 ms) and the
+/// future is dropped after 50 ms, inside it.
+#[tokio::test]
+async fn a_transaction_whose_commit_is_dropped_still_invalidates() {
+    use sea_orm::TransactionTrait;
+    let Some(c) = cluster() else { return };
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("commitdrop").await;
+    let a = Db::connect(t.config().build()).await.expect("a");
+    a.primary()
+        .execute_unprepared(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$; \
+             CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON stories \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()",
+        )
+        .await
+        .expect("trigger");
+    let id = replicated_story(&t, &a, "v0").await;
+    for round in 0..3 {
+        let before = format!("v{round}");
+        let want = format!("v{}", round + 1);
+        wait_for(Duration::from_secs(5), || async {
+            read(&a, id, None, None).await == (Some(before.clone()), CacheOutcome::HitL1)
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: {before} cached in L1"));
+        let txn = a.begin().await.expect("begin");
+        Story::update_many()
+            .col_expr(story::Column::Title, Expr::value(want.as_str()))
+            .filter(story::Column::Id.eq(id))
+            .exec(&txn)
+            .await
+            .expect("update");
+        let dropped = tokio::time::timeout(Duration::from_millis(50), txn.commit())
+            .await
+            .is_err();
+        assert!(dropped, "round {round}: the commit outlasts 50 ms");
+        wait_for(Duration::from_secs(2), || async {
+            Story::find_by_id(id)
+                .one(a.primary())
+                .await
+                .ok()
+                .flatten()
+                .map(|m| m.title)
+                == Some(want.clone())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the commit reached the primary"));
+        replayed(&t, &primary_lsn(&t).await).await;
+        wait_for(Duration::from_secs(2), || async {
+            read(&a, id, None, None).await.0.as_deref() == Some(want.as_str())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the cache still serves {before}"));
     }
     c.reset();
 }

@@ -10,8 +10,8 @@ use crate::scope;
 use crate::tag::Moved;
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
-    QueryResult, Statement, StatementBuilder, TransactionError, TransactionOptions,
-    TransactionSession, TransactionTrait,
+    QueryResult, SqliteTransactionMode, Statement, StatementBuilder, TransactionError,
+    TransactionOptions, TransactionSession, TransactionTrait,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -127,7 +127,16 @@ impl DbTransaction {
     ///
     /// The database's.
     pub async fn commit(self) -> Result<(), DbErr> {
+        // dropped while COMMIT is on its way, it may still commit: the guard
+        // invalidates what the transaction moved, as for an unknown outcome
+        let mut guard = self.root.then(|| CommitGuard {
+            db: self.db.clone(),
+            moved: self.moved.clone(),
+        });
         let result = self.inner.commit().await;
+        if let Some(g) = guard.as_mut() {
+            g.moved = Arc::default();
+        }
         let committed_or_unknown = match &result {
             Ok(()) => true,
             Err(e) => crate::is_connection_error(e),
@@ -155,6 +164,30 @@ impl DbTransaction {
     /// The database's.
     pub async fn rollback(self) -> Result<(), DbErr> {
         self.inner.rollback().await
+    }
+}
+
+/// What a transaction moved, invalidated if its commit is dropped before
+/// it answers.
+struct CommitGuard {
+    db: Db,
+    moved: Arc<Mutex<Vec<Moved>>>,
+}
+
+impl Drop for CommitGuard {
+    fn drop(&mut self) {
+        let tags = self
+            .moved
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        if tags.is_empty() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let db = self.db.clone();
+            rt.spawn(async move { db.after_write(tags).await });
+        }
     }
 }
 
@@ -405,7 +438,7 @@ impl TransactionTrait for Db {
     type Transaction = DbTransaction;
 
     async fn begin(&self) -> Result<DbTransaction, DbErr> {
-        Ok(self.wrap(self.txn_conn().begin().await?, self.is_read_only()))
+        self.begin_with_options(TransactionOptions::default()).await
     }
 
     async fn begin_with_config(
@@ -413,23 +446,31 @@ impl TransactionTrait for Db {
         isolation_level: Option<IsolationLevel>,
         access_mode: Option<AccessMode>,
     ) -> Result<DbTransaction, DbErr> {
-        let read_only = access_mode == Some(AccessMode::ReadOnly) || self.is_read_only();
-        Ok(self.wrap(
-            self.txn_conn()
-                .begin_with_config(isolation_level, access_mode)
-                .await?,
-            read_only,
-        ))
+        self.begin_with_options(TransactionOptions {
+            isolation_level,
+            access_mode,
+            sqlite_transaction_mode: None,
+        })
+        .await
     }
 
+    /// On SQLite a transaction that may write begins `IMMEDIATE` unless
+    /// `options` say otherwise: it takes the write lock at `BEGIN`, waiting
+    /// (the busy timeout) for another writer, instead of failing with
+    /// "database is locked" when its first write finds the snapshot it read
+    /// from already overtaken.
     async fn begin_with_options(
         &self,
-        options: TransactionOptions,
+        mut options: TransactionOptions,
     ) -> Result<DbTransaction, DbErr> {
-        Ok(self.wrap(
-            self.txn_conn().begin_with_options(options).await?,
-            self.is_read_only(),
-        ))
+        let read_only = options.access_mode == Some(AccessMode::ReadOnly) || self.is_read_only();
+        let conn = self.txn_conn();
+        if conn.get_database_backend() == DbBackend::Sqlite && !read_only {
+            options
+                .sqlite_transaction_mode
+                .get_or_insert(SqliteTransactionMode::Immediate);
+        }
+        Ok(self.wrap(conn.begin_with_options(options).await?, read_only))
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>

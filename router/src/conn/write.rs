@@ -22,6 +22,27 @@ use std::time::Duration;
 /// How long a write waits for the primary's position after it.
 const LSN_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A write whose statement was sent but whose future was dropped before
+/// it answered: it may have committed, so what it may have moved is
+/// invalidated (in a task: the request is gone).
+struct Unfinished<'a, 'b> {
+    db: &'a Db,
+    stmt: Option<&'a Statement<'b>>,
+}
+
+impl Drop for Unfinished<'_, '_> {
+    fn drop(&mut self) {
+        let Some(stmt) = self.stmt else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let tags = self.db.moved_by::<sea_orm::ExecResult>(stmt, None);
+        let db = self.db.clone();
+        tracing::debug!("a write was dropped before it answered: invalidating as if it committed");
+        rt.spawn(async move { db.after_write(tags).await });
+    }
+}
+
 /// What a write returned, for the rows it touched.
 pub(crate) trait Written {
     /// The rows it returned (`RETURNING`), if it ran as a query.
@@ -157,7 +178,14 @@ impl Db {
         scope::with_current(|st| st.mark_wrote());
         bump(&s.counters.writes, "seaway_writes_total");
         let span = tracing::debug_span!("seaway.statement", alias = "default", reason = "write", tables = ?stmt.access.tables);
+        // Dropped mid-statement (the client went away, a timeout), the write
+        // may still commit: the guard invalidates as for an unknown outcome.
+        let mut guard = Unfinished {
+            db: self,
+            stmt: Some(&stmt),
+        };
         let result = tracing::Instrument::instrument(exec(conn), span).await;
+        guard.stmt = None;
         match &result {
             Ok(w) => {
                 if stmt.access.schema {
