@@ -198,13 +198,16 @@ fn cache(c: &mut Criterion) {
                     .await
                     .expect("get");
                 #[derive(serde::Deserialize)]
-                struct Envelope {
+                struct Envelope<'a> {
+                    _epoch: u64,
                     _fresh: u64,
+                    _tags: Vec<u64>,
                     _versions: Vec<u64>,
-                    payload: Vec<u8>,
+                    #[serde(borrow)]
+                    payload: &'a [u8],
                 }
                 let env: Envelope = postcard::from_bytes(&bytes).expect("envelope");
-                black_box(postcard::from_bytes::<Vec<story::Model>>(&env.payload).expect("decode"))
+                black_box(postcard::from_bytes::<Vec<story::Model>>(env.payload).expect("decode"))
             }
         })
     });

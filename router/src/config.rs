@@ -377,7 +377,7 @@ impl Config {
             c.key_prefix = v;
         }
         if let Some(v) = var("SEAWAY_L1_MAX_BYTES") {
-            c.l1_max_bytes = parse_num("SEAWAY_L1_MAX_BYTES", &v, 0, u64::MAX / 2)?;
+            c.l1_max_bytes = parse_num(&n("SEAWAY_L1_MAX_BYTES"), &v, 0, u64::MAX / 2)?;
         }
         if let Some(v) = var("SEAWAY_REDIS_TIMEOUT_MS") {
             c.redis_timeout =
