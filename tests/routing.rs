@@ -553,3 +553,65 @@ async fn related_selects_are_routed_and_cached() {
         .expect("one");
     assert!(one.is_some());
 }
+
+/// On SQLite a transaction that reads and then writes begins as a writer
+/// (`BEGIN IMMEDIATE`): a second one waits for the first instead of failing
+/// with "database is locked" at its first write. The order is forced: the
+/// first reads, the second starts while it is open, the first writes after
+/// a pause long enough for the second to have finished were it not waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_transaction_that_writes_waits_for_another_writer() {
+    use sea_orm::TransactionTrait;
+    let dir = std::env::temp_dir().join(format!("seaway-txn-{:x}", rand::random::<u64>()));
+    let db = Db::connect(
+        Config::builder()
+            .database_url(format!("sqlite://{}/t.db?mode=rwc", dir.display()))
+            .sqlite_file_defaults(true)
+            .build(),
+    )
+    .await
+    .expect("connect");
+    db.execute_unprepared("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+        .await
+        .expect("table");
+    db.execute_unprepared("INSERT INTO counter VALUES (1, 0)")
+        .await
+        .expect("row");
+    let bump = |db: Db, pause: Duration| async move {
+        let t = db.begin().await?;
+        let n: i64 = t
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT n FROM counter WHERE id = 1",
+            ))
+            .await?
+            .expect("row")
+            .try_get("", "n")?;
+        tokio::time::sleep(pause).await;
+        t.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            "UPDATE counter SET n = ? WHERE id = 1",
+            [(n + 1).into()],
+        ))
+        .await?;
+        t.commit().await
+    };
+    let first = tokio::spawn(bump(db.clone(), Duration::from_millis(300)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = tokio::spawn(bump(db.clone(), Duration::ZERO));
+    let (a, b) = (first.await.expect("task"), second.await.expect("task"));
+    assert!(a.is_ok() && b.is_ok(), "first: {a:?}, second: {b:?}");
+    let n: i64 = db
+        .primary()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT n FROM counter",
+        ))
+        .await
+        .expect("read")
+        .expect("row")
+        .try_get("", "n")
+        .expect("n");
+    assert_eq!(n, 2, "both increments, none lost");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -107,11 +107,40 @@ async fn reject_large_bodies(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .or_else(|| axum::body::HttpBody::size_hint(req.body()).exact());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return ApiError::too_large().into_response();
+    let Some(declared) = declared.filter(|n| *n > MAX_BODY_BYTES as u64) else {
+        return next.run(req).await;
+    };
+    // A client that writes its whole body before reading (urllib, requests)
+    // would meet a closed socket and never read the 413: read and drop the
+    // body first, up to a bound in bytes and time, then close the connection.
+    if declared <= DRAIN_MAX_BYTES {
+        use futures::StreamExt;
+        let mut body = req.into_body().into_data_stream();
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            let mut seen = 0u64;
+            while let Some(Ok(chunk)) = body.next().await {
+                seen += chunk.len() as u64;
+                if seen > DRAIN_MAX_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
     }
-    next.run(req).await
+    let mut r = ApiError::too_large().into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    r
 }
+
+/// A body declared over [`MAX_BODY_BYTES`] but at most this is read and
+/// dropped before the 413 (so that the client reads it); a larger one gets
+/// the 413 at once.
+const DRAIN_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// How long a too-large body is drained at most.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects, prepares the schema (SQLite: migrate; PostgreSQL: check that the
 /// migrations are applied) and returns the state.
