@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # A local test cluster on loopback ports of its own: a PostgreSQL primary, two
 # streaming replicas (pg_basebackup -R, hot standby) and a Redis server with no
-# persistence. Data lives under target/seaway-cluster (ignored by git).
+# persistence; beside them, TLS: a CA made here with openssl, the PostgreSQL
+# servers with ssl=on (certificate for DNS:localhost only) and a TLS-only
+# Redis with a password. Data lives under target/seaway-cluster (ignored by
+# git).
 #
 # Usage: scripts/cluster.sh COMMAND
 #   up                 start everything (idempotent); waits until replicas stream
 #   down               stop what this script started and remove its data
 #   status             what is running
-#   env                print DATABASE_URL, READ_REPLICA_URLS, REDIS_URL (for eval)
+#   env                print DATABASE_URL, READ_REPLICA_URLS, REDIS_URL and the
+#                      TLS twins SEAWAY_TLS_* (for eval)
 #   lag MS [N]         set replica N's (default 1) recovery_min_apply_delay, reload
 #   stop-replica [N]   stop replica N (default 1)
 #   start-replica [N]  start replica N again and wait until it streams
-#   stop-redis         stop Redis
+#   stop-redis         stop Redis (both: plain and TLS)
 #   start-redis        start Redis again (loading its dump.rdb, if one was SAVEd)
-#   pause-redis / resume-redis        SIGSTOP / SIGCONT the Redis server
+#   pause-redis / resume-redis        SIGSTOP / SIGCONT the Redis servers
 #   pause-replica [N] / resume-replica [N]   SIGSTOP / SIGCONT replica N's processes
 #   stop-primary       stop the primary (replicas keep serving reads)
 #   start-primary      start it again and wait until every replica streams
@@ -22,7 +26,7 @@
 # Ports (override with the variables): SEAWAY_PG_PORT=25432, replica N at
 # SEAWAY_PG_PORT+N, a second, independent primary (another cluster, for
 # tokens that must not cross clusters) at SEAWAY_PG_PORT+10,
-# SEAWAY_REDIS_PORT=26379. All below 32768, outside Linux's
+# SEAWAY_REDIS_PORT=26379, the TLS Redis at SEAWAY_REDIS_PORT+1. All below 32768, outside Linux's
 # ephemeral range, and away from the machine's own 5432/6379.
 set -euo pipefail
 
@@ -32,6 +36,11 @@ PG_PORT="${SEAWAY_PG_PORT:-25432}"
 REDIS_PORT="${SEAWAY_REDIS_PORT:-26379}"
 REPLICAS="${SEAWAY_REPLICAS:-2}"
 RUN="$BASE/run"
+TLS_DIR="$BASE/tls"
+REDIS_TLS_PORT=$((REDIS_PORT + 1))
+# A login that must use TLS and a password; the servers listen on loopback only.
+TLS_USER=seaway_tls
+TLS_PASSWORD=seaway-tls-test-only
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
 die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
@@ -78,6 +87,27 @@ prepare_dirs() {
   fi
 }
 
+# A CA and a server certificate for DNS:localhost (not 127.0.0.1: a client
+# that verifies the host name and dials the address must refuse it).
+make_certs() {
+  [ -f "$TLS_DIR/server.pem" ] && return 0
+  command -v openssl >/dev/null 2>&1 || die "openssl is needed for the TLS servers"
+  mkdir -p "$TLS_DIR"
+  (
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=Seaway test CA" \
+      -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile ext.cnf -out server.pem 2>/dev/null
+    chmod 600 server.key ca.key
+    chmod 644 ca.pem server.pem
+  )
+  if is_root; then chown -R postgres: "$TLS_DIR"; chmod 755 "$TLS_DIR"; fi
+}
+
 start_primary() {
   local dir="${1:-$BASE/primary}" port="${2:-$PG_PORT}" name="${3:-primary}"
   if [ ! -f "$dir/PG_VERSION" ]; then
@@ -95,8 +125,17 @@ fsync = off
 full_page_writes = off
 wal_keep_size = 256MB
 cluster_name = '$name'
+ssl = on
+ssl_cert_file = '$TLS_DIR/server.pem'
+ssl_key_file = '$TLS_DIR/server.key'
 EOF
-    printf 'host all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n' >>"$dir/pg_hba.conf"
+    # the TLS login: TLS and a password, or nothing (first match wins)
+    { printf 'hostnossl all %s 127.0.0.1/32 reject\nhostssl all %s 127.0.0.1/32 scram-sha-256\n' "$TLS_USER" "$TLS_USER"
+      cat "$dir/pg_hba.conf"
+      printf 'host all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n'
+    } >"$dir/pg_hba.new"
+    mv "$dir/pg_hba.new" "$dir/pg_hba.conf"
+    if is_root; then chown postgres: "$dir/pg_hba.conf"; fi
   fi
   if ! pg_running "$dir"; then
     log "starting $name on 127.0.0.1:$port"
@@ -156,6 +195,39 @@ stop_pg() {
 }
 
 redis_running() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+redis_tls_running() {
+  redis-cli --tls --cacert "$TLS_DIR/ca.pem" -h localhost -p "$REDIS_TLS_PORT" \
+    --user default --pass "$TLS_PASSWORD" --no-auth-warning ping 2>/dev/null | grep -q PONG
+}
+
+start_redis_tls() {
+  mkdir -p "$BASE/redis-tls"
+  if ! redis_tls_running; then
+    log "starting TLS redis on 127.0.0.1:$REDIS_TLS_PORT"
+    redis-server --port 0 --tls-port "$REDIS_TLS_PORT" --bind 127.0.0.1 \
+      --tls-cert-file "$TLS_DIR/server.pem" --tls-key-file "$TLS_DIR/server.key" \
+      --tls-ca-cert-file "$TLS_DIR/ca.pem" --tls-auth-clients no \
+      --requirepass "$TLS_PASSWORD" --save "" --appendonly no \
+      --daemonize yes --dir "$BASE/redis-tls" --pidfile "$RUN/redis-tls.pid" \
+      --logfile "$BASE/redis-tls.log" >/dev/null
+    local i
+    for i in $(seq 1 100); do redis_tls_running && return 0; sleep 0.1; done
+    die "the TLS redis did not start (see $BASE/redis-tls.log)"
+  fi
+}
+
+stop_redis_tls() {
+  local p i
+  p="$(cat "$RUN/redis-tls.pid" 2>/dev/null || true)"
+  [ -n "$p" ] || return 0
+  kill -CONT "$p" 2>/dev/null || true
+  kill "$p" 2>/dev/null || true
+  for i in $(seq 1 100); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+}
+
+tls_role() {
+  q "$PG_PORT" "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$TLS_USER') THEN CREATE ROLE $TLS_USER LOGIN SUPERUSER PASSWORD '$TLS_PASSWORD'; END IF; END \$\$" >/dev/null
+}
 
 start_redis() {
   mkdir -p "$BASE/redis"
@@ -186,6 +258,12 @@ print_env() {
   echo "export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/"
   echo "export SEAWAY_OTHER_PRIMARY_URL=postgres://postgres@127.0.0.1:$OTHER_PORT/postgres"
   echo "export SEAWAY_CLUSTER=$ROOT/scripts/cluster.sh"
+  local tls="sslmode=verify-full&sslrootcert=$TLS_DIR/ca.pem" turls=()
+  for n in $(seq 1 "$REPLICAS"); do turls+=("postgres://$TLS_USER:$TLS_PASSWORD@localhost:$(replica_port "$n")/postgres?$tls"); done
+  echo "export SEAWAY_TLS_CA='$TLS_DIR/ca.pem'"
+  echo "export SEAWAY_TLS_DATABASE_URL='postgres://$TLS_USER:$TLS_PASSWORD@localhost:$PG_PORT/postgres?$tls'"
+  echo "export SEAWAY_TLS_READ_REPLICA_URLS='$(IFS=,; echo "${turls[*]}")'"
+  echo "export SEAWAY_TLS_REDIS_URL='rediss://default:$TLS_PASSWORD@localhost:$REDIS_TLS_PORT/'"
 }
 
 set_lag() {
@@ -211,10 +289,13 @@ case "$cmd" in
     install_if_missing
     BIN="$(find_pg_bin)" || die "no PostgreSQL binaries under /usr/lib/postgresql/*/bin or on PATH"
     prepare_dirs
+    make_certs
     start_primary
+    tls_role
     for n in $(seq 1 "$REPLICAS"); do start_replica "$n"; done
     start_other
     start_redis
+    start_redis_tls
     log "up: primary :$PG_PORT, replicas :$(replica_port 1)..:$(replica_port "$REPLICAS"), redis :$REDIS_PORT"
     ;;
   down)
@@ -229,6 +310,7 @@ case "$cmd" in
     fi
     if [ -f "$RUN/redis.pid" ]; then kill -CONT "$(cat "$RUN/redis.pid")" 2>/dev/null || true; fi
     command -v redis-cli >/dev/null 2>&1 && stop_redis
+    stop_redis_tls
     rm -rf "$BASE"
     log "down"
     ;;
@@ -239,6 +321,7 @@ case "$cmd" in
       pg_running "$(replica_dir "$n")" && echo "replica$n: running :$(replica_port "$n")" || echo "replica$n: stopped"
     done
     redis_running && echo "redis: running :$REDIS_PORT" || echo "redis: stopped"
+    redis_tls_running && echo "redis-tls: running :$REDIS_TLS_PORT" || echo "redis-tls: stopped"
     ;;
   env) print_env ;;
   lag)
@@ -264,10 +347,17 @@ case "$cmd" in
       pg_running "$(replica_dir "$n")" && wait_streaming "$n"
     done
     ;;
-  stop-redis) stop_redis ;;
-  start-redis) start_redis ;;
-  pause-redis) signal_tree STOP "$(cat "$RUN/redis.pid" 2>/dev/null)" ;;
-  resume-redis) signal_tree CONT "$(cat "$RUN/redis.pid" 2>/dev/null)" ;;
+  # Redis faults hit both servers, plain and TLS (a suite may run over either)
+  stop-redis) stop_redis; stop_redis_tls ;;
+  start-redis) start_redis; start_redis_tls ;;
+  pause-redis)
+    signal_tree STOP "$(cat "$RUN/redis.pid" 2>/dev/null)"
+    signal_tree STOP "$(cat "$RUN/redis-tls.pid" 2>/dev/null)"
+    ;;
+  resume-redis)
+    signal_tree CONT "$(cat "$RUN/redis.pid" 2>/dev/null)"
+    signal_tree CONT "$(cat "$RUN/redis-tls.pid" 2>/dev/null)"
+    ;;
   pause-replica) signal_tree STOP "$(pg_pid "$(replica_dir "${1:-1}")")" ;;
   resume-replica) signal_tree CONT "$(pg_pid "$(replica_dir "${1:-1}")")" ;;
   psql)
@@ -280,7 +370,7 @@ case "$cmd" in
     exec psql -X -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
     ;;
   *)
-    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$cmd" ] || exit 2
     ;;
 esac

@@ -19,9 +19,12 @@ export SEAWAY_REQUIRE_CLUSTER=1
 # --nocapture: the fault and latency tests print their counts and figures.
 cargo test --workspace --all-targets "$@" -- --nocapture
 cargo test --workspace --doc
+# Once more over TLS (verify-full against the cluster's CA, passwords,
+# rediss://): routing, the cache, and the faults.
+SEAWAY_TEST_TLS=1 cargo test -p seaway-tests --test routing --test cache --test faults -- --nocapture
 # The library builds with no optional part, with each driver alone, and its
 # documentation builds without a warning (broken links included).
-for features in "" sqlite postgres "postgres,redis" "sqlite,axum,metrics"; do
+for features in "" sqlite postgres "postgres,redis" "sqlite,axum,metrics" "postgres,redis,rustls"; do
     cargo check -p seaway --no-default-features --features "$features"
 done
 RUSTDOCFLAGS="-D warnings" cargo doc -p seaway --no-deps --all-features

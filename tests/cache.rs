@@ -361,7 +361,7 @@ async fn an_undecodable_l2_value_is_a_miss() {
     let a = Db::connect(t.config().build()).await.expect("a");
     let id = replicated_story(&t, &a, "good").await;
     title(&a, id).await;
-    let client = redis::Client::open(t.redis_url.as_str()).expect("redis");
+    let client = t.redis_client();
     let mut conn = client
         .get_multiplexed_async_connection()
         .await

@@ -134,8 +134,13 @@ pub struct Config {
     pub replica_urls: Vec<String>,
     /// Further named aliases (e.g. an analytics replica), each one connection pool.
     pub aliases: BTreeMap<String, String>,
-    /// L2 cache and cross-instance invalidation; `None`: L1 only.
+    /// L2 cache and cross-instance invalidation; `None`: L1 only. A
+    /// password or an ACL user goes in the URL (`redis://user:pass@host/`),
+    /// TLS with `rediss://` (the `rustls` feature).
     pub redis_url: Option<String>,
+    /// A PEM file of the CA that signed Redis's certificate (`rediss://`
+    /// to a private CA); `None`: the system's roots.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// Time-to-live of cached query results; zero disables caching.
     pub cache_ttl: Duration,
     /// Upper bound of the L1 cache in bytes of encoded results.
@@ -212,6 +217,7 @@ impl fmt::Debug for Config {
             )
             .field("aliases", &self.aliases.keys().collect::<Vec<_>>())
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("cache_ttl", &self.cache_ttl)
             .field("strategy", &self.strategy)
             .field("max_replica_lag", &self.max_replica_lag)
@@ -233,6 +239,7 @@ impl Default for Config {
             replica_urls: Vec::new(),
             aliases: BTreeMap::new(),
             redis_url: None,
+            redis_ca_file: None,
             cache_ttl: DEFAULT_CACHE_TTL,
             l1_max_bytes: DEFAULT_L1_MAX_BYTES,
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
@@ -322,6 +329,9 @@ impl Config {
         }
         if let Some(url) = var("REDIS_URL") {
             c.redis_url = Some(check_url(&n("REDIS_URL"), &url, &["redis", "rediss"])?);
+        }
+        if let Some(v) = var("SEAWAY_REDIS_CA_FILE") {
+            c.redis_ca_file = Some(v.into());
         }
         if let Some(v) = var("CACHE_TTL_SECS") {
             c.cache_ttl = Duration::from_secs(parse_num(&n("CACHE_TTL_SECS"), &v, 0, 86_400 * 30)?);
@@ -543,6 +553,12 @@ impl ConfigBuilder {
     /// Enables the L2 cache and cross-instance invalidation.
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.0.redis_url = Some(url.into());
+        self
+    }
+    /// The CA that signed Redis's certificate, a PEM file
+    /// ([`Config::redis_ca_file`]).
+    pub fn redis_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.0.redis_ca_file = Some(path.into());
         self
     }
     /// Cache time-to-live.

@@ -27,6 +27,8 @@ pub struct Cluster {
     pub replicas: Vec<String>,
     /// Redis.
     pub redis: String,
+    /// The CA of Redis's certificate (over TLS).
+    pub redis_ca: Option<String>,
     /// `scripts/cluster.sh`.
     pub script: String,
     /// A second, independent primary (another database cluster).
@@ -46,6 +48,8 @@ pub struct TestDb {
     pub redis_url: String,
     /// The key prefix for this test.
     pub prefix: String,
+    /// The CA of Redis's certificate (over TLS).
+    pub redis_ca: Option<String>,
 }
 
 /// A guard: shared for ordinary tests, exclusive for fault injection.
@@ -58,18 +62,34 @@ pub enum Guard {
 
 /// The cluster, or `None` (with a printed reason) when it is not configured
 /// and not required.
+///
+/// With `SEAWAY_TEST_TLS=1` every server is reached over TLS instead (the
+/// cluster's `SEAWAY_TLS_*` URLs: `verify-full` against its CA, a password,
+/// `rediss://`), so that a suite runs once more over TLS.
 pub fn cluster() -> Option<Cluster> {
-    let primary = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"));
-    let replicas = std::env::var("READ_REPLICA_URLS").ok();
-    let redis = std::env::var("REDIS_URL").ok();
+    let tls = std::env::var("SEAWAY_TEST_TLS").is_ok_and(|v| v == "1");
+    let var = |plain: &str| {
+        let name = if tls {
+            format!("SEAWAY_TLS_{plain}")
+        } else {
+            plain.to_owned()
+        };
+        std::env::var(name).ok()
+    };
+    let primary = var("DATABASE_URL").filter(|u| u.starts_with("postgres"));
+    let replicas = var("READ_REPLICA_URLS");
+    let redis = var("REDIS_URL");
     let script = std::env::var("SEAWAY_CLUSTER").ok();
     match (primary, replicas, redis, script) {
         (Some(primary), Some(replicas), Some(redis), Some(script)) => Some(Cluster {
             primary,
             replicas: replicas.split(',').map(str::to_owned).collect(),
             redis,
+            redis_ca: if tls {
+                std::env::var("SEAWAY_TLS_CA").ok()
+            } else {
+                None
+            },
             script,
             other_primary: std::env::var("SEAWAY_OTHER_PRIMARY_URL").ok(),
         }),
@@ -91,10 +111,19 @@ pub fn cluster() -> Option<Cluster> {
     }
 }
 
+/// `url` on database `db` (its query string, e.g. `sslrootcert=/a/b`, kept).
 fn with_db(url: &str, db: &str) -> String {
-    match url.rsplit_once('/') {
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (url, None),
+    };
+    let path = match path.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{db}"),
-        None => url.to_owned(),
+        None => path.to_owned(),
+    };
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
     }
 }
 
@@ -176,6 +205,7 @@ impl Cluster {
             primary_url,
             replica_urls,
             redis_url: self.redis.clone(),
+            redis_ca: self.redis_ca.clone(),
         }
     }
 }
@@ -190,10 +220,28 @@ impl TestDb {
             .key_prefix(&self.prefix)
             .health_check_interval(Duration::from_millis(100))
             .pool(1, 8);
+        if let Some(ca) = &self.redis_ca {
+            b = b.redis_ca_file(ca);
+        }
         for r in &self.replica_urls {
             b = b.replica(r);
         }
         b
+    }
+
+    /// A Redis client for this test's Redis (with its CA over TLS).
+    pub fn redis_client(&self) -> redis::Client {
+        match &self.redis_ca {
+            Some(ca) => redis::Client::build_with_tls(
+                self.redis_url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(ca).expect("the CA file")),
+                },
+            )
+            .expect("redis over TLS"),
+            None => redis::Client::open(self.redis_url.as_str()).expect("redis"),
+        }
     }
 
     /// A plain connection to the primary.

@@ -157,16 +157,59 @@ fn parse_versions(nums: &[Option<String>]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-impl L2 {
-    pub(crate) fn new(url: &str, config: &Config, ns: u64) -> Result<Self, Error> {
-        let client = redis::Client::open(url).map_err(|e| Error::Config {
-            var: "REDIS_URL".into(),
-            message: format!(
+/// A Redis client for `url`: plain, or TLS (`rediss://`) with the
+/// configured CA or the system's roots.
+fn client(url: &str, config: &Config) -> Result<redis::Client, Error> {
+    let bad = |var: &str, message: String| Error::Config {
+        var: var.into(),
+        message,
+    };
+    let url_error = |e: redis::RedisError| {
+        bad(
+            "REDIS_URL",
+            format!(
                 "{}: {}",
                 redact_url(url),
                 crate::error::scrub(&e.to_string(), url)
             ),
-        })?;
+        )
+    };
+    let tls = url.starts_with("rediss:");
+    if tls && !cfg!(feature = "rustls") {
+        return Err(bad(
+            "REDIS_URL",
+            "rediss:// needs TLS: build seaway with its `rustls` feature".into(),
+        ));
+    }
+    match (&config.redis_ca_file, tls) {
+        #[cfg(feature = "rustls")]
+        (Some(path), true) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                bad(
+                    "SEAWAY_REDIS_CA_FILE",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+            .map_err(url_error)
+        }
+        (Some(_), false) => Err(bad(
+            "SEAWAY_REDIS_CA_FILE",
+            "is set but REDIS_URL is not rediss:// (TLS)".into(),
+        )),
+        _ => redis::Client::open(url).map_err(url_error),
+    }
+}
+
+impl L2 {
+    pub(crate) fn new(url: &str, config: &Config, ns: u64) -> Result<Self, Error> {
+        let client = client(url, config)?;
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.redis_timeout))
             .set_response_timeout(Some(config.redis_timeout))
