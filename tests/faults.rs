@@ -351,3 +351,71 @@ async fn one_instance_dies_and_the_other_keeps_serving_coherently() {
     counts.assert_zeros();
     converge(&inst, &ids, &lasts, Duration::from_secs(2)).await;
 }
+
+/// Replica pools saturated by slow reads (every connection of both pools
+/// held by one `pg_sleep(4)` query, longer than a probe waits): the probes
+/// have connections of their own, so the replicas stay healthy and reads do
+/// not move to the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_replica_pool_is_not_a_dead_replica() {
+    use entity::prelude::Story;
+    use sea_orm::EntityTrait;
+    use sea_orm::QueryFilter;
+    use sea_orm::sea_query::Expr;
+    use seaway::prelude::*;
+    let Some(c) = cluster() else { return };
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("saturated").await;
+    let db = seaway::Db::connect(
+        t.config()
+            .pool(2, 2)
+            // one reader per connection, none waiting for a pool
+            .strategy(seaway::Strategy::LeastConnections)
+            .health_check_interval(Duration::from_millis(100))
+            .build(),
+    )
+    .await
+    .expect("db");
+    // one row, so that the filter sleeps (it runs per row)
+    let author = seaway_tests::insert_profile(db.primary(), "saturating").await;
+    seaway_tests::insert_story(db.primary(), author, "slow", true).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    db.probe_now().await;
+    let before = db.routing_stats();
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let db = db.clone();
+        readers.push(tokio::spawn(async move {
+            Story::find()
+                .filter(Expr::cust("pg_sleep(4)::text = ''"))
+                .using_replica()
+                .all(&db)
+                .await
+                .is_ok()
+        }));
+    }
+    let mut unhealthy_seen = 0;
+    let mut checks = 0;
+    while started.elapsed() < Duration::from_millis(3800) {
+        let h = db.health().await;
+        checks += 1;
+        if h.replicas.iter().any(|r| !r.healthy) {
+            unhealthy_seen += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut ok = 0;
+    for r in readers {
+        ok += usize::from(r.await.expect("reader"));
+    }
+    let after = db.routing_stats();
+    let primary = after.primary_reads - before.primary_reads;
+    println!(
+        "replica pools held for 4 s: {ok}/4 slow reads answered, {} on replicas, {primary} on the primary; {unhealthy_seen} of {checks} health checks saw an unhealthy replica",
+        after.replica_reads - before.replica_reads
+    );
+    assert_eq!(ok, 4, "the slow reads answered");
+    assert_eq!(unhealthy_seen, 0, "a busy pool marked a replica unhealthy");
+    assert_eq!(primary, 0, "reads moved to the primary");
+}

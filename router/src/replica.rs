@@ -42,6 +42,10 @@ pub(crate) struct Replica {
     /// `replica1`, `replica2`, ...: shown in headers and /health, never the URL.
     pub(crate) name: Arc<str>,
     pub(crate) conn: DatabaseConnection,
+    /// A connection of its own for probes and replay reads, outside the
+    /// query pool: a pool saturated by slow reads does not make the replica
+    /// look dead. `None` (connections given by the caller): the pool.
+    probe: Option<DatabaseConnection>,
     /// Queries in flight, for `least_connections`.
     pub(crate) inflight: AtomicUsize,
     healthy: AtomicBool,
@@ -55,10 +59,16 @@ pub(crate) struct Replica {
 }
 
 impl Replica {
-    pub(crate) fn new(name: String, conn: DatabaseConnection, shares_primary: bool) -> Self {
+    pub(crate) fn new(
+        name: String,
+        conn: DatabaseConnection,
+        probe: Option<DatabaseConnection>,
+        shares_primary: bool,
+    ) -> Self {
         Self {
             name: name.into(),
             conn,
+            probe,
             inflight: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
@@ -67,6 +77,11 @@ impl Replica {
             lag_ms: AtomicU64::new(0),
             shares_primary,
         }
+    }
+
+    /// Where probes and replay reads go.
+    pub(crate) fn probe_conn(&self) -> &DatabaseConnection {
+        self.probe.as_ref().unwrap_or(&self.conn)
     }
 
     /// Whether it is the SQLite read-only pool on the primary's own file.
@@ -320,7 +335,7 @@ impl ReplicaSet {
             }
         };
         let probes = self.replicas.iter().filter(|r| !r.shares_primary).map(|r| async move {
-            match tokio::time::timeout(timeout, probe_replica(&r.conn)).await {
+            match tokio::time::timeout(timeout, probe_replica(r.probe_conn())).await {
                 Ok(Ok(Some((replay, age_ms)))) => {
                     let (bytes, ms) = match primary_lsn {
                         Some(p) if replay >= p => (0, 0),
@@ -360,7 +375,7 @@ impl ReplicaSet {
                 return;
             }
             let reads = behind.iter().map(|r| async move {
-                let q = r.conn.query_one_raw(Statement::from_string(
+                let q = r.probe_conn().query_one_raw(Statement::from_string(
                     DbBackend::Postgres,
                     "SELECT COALESCE(pg_last_wal_replay_lsn(), '0/0'::pg_lsn)::text AS replay",
                 ));
@@ -463,6 +478,7 @@ mod tests {
                 Arc::new(Replica::new(
                     format!("replica{}", i + 1),
                     DatabaseConnection::default(),
+                    None,
                     false,
                 ))
             })

@@ -154,9 +154,35 @@ async fn identity(conn: &DatabaseConnection, url: &str) -> (Cluster, u64) {
 /// The connections a `Db` is assembled from.
 struct Parts {
     primary: DatabaseConnection,
-    /// (name, connection, shares the primary's file)
-    replicas: Vec<(String, DatabaseConnection, bool)>,
+    /// The primary's probe connection (PostgreSQL, from URLs).
+    primary_probe: Option<DatabaseConnection>,
+    /// (name, connection, its probe connection, shares the primary's file)
+    replicas: Vec<(String, DatabaseConnection, Option<DatabaseConnection>, bool)>,
     aliases: Vec<(Arc<str>, DatabaseConnection)>,
+}
+
+/// One lazily opened connection to `url` for probes and position reads,
+/// outside the query pool, shaped like the server's pool (TLS, hooks).
+async fn probe_connection(
+    config: &Config,
+    server: Server<'_>,
+    url: &str,
+) -> Result<DatabaseConnection, Error> {
+    let mut o = shaped(
+        config,
+        server,
+        options(
+            url,
+            0,
+            1,
+            REPLICA_CONNECT_TIMEOUT,
+            true,
+            config.statement_timeout,
+        ),
+    );
+    // after the hook: whatever it set, a probe connection is one connection
+    o.max_connections(1).min_connections(0);
+    connect(url, o).await
 }
 
 fn shaped(config: &Config, server: Server<'_>, mut o: ConnectOptions) -> ConnectOptions {
@@ -236,9 +262,14 @@ impl Db {
                     ),
                 )
                 .await?;
-                replicas.push(("replica1".to_owned(), conn, true));
+                replicas.push(("replica1".to_owned(), conn, None, true));
             }
         }
+        let primary_probe = if backend == DbBackend::Postgres {
+            Some(probe_connection(&config, Server::Primary, url).await?)
+        } else {
+            None
+        };
         for (i, r) in config.replica_urls.iter().enumerate() {
             let conn = connect(
                 r,
@@ -256,9 +287,15 @@ impl Db {
                 ),
             )
             .await?;
+            let probe = if backend == DbBackend::Postgres {
+                Some(probe_connection(&config, Server::Replica(i), r).await?)
+            } else {
+                None
+            };
             replicas.push((
                 format!("replica{}", i + 1),
                 conn,
+                probe,
                 backend == DbBackend::Sqlite,
             ));
         }
@@ -280,6 +317,7 @@ impl Db {
             Box::new(router),
             Parts {
                 primary,
+                primary_probe,
                 replicas,
                 aliases,
             },
@@ -306,13 +344,14 @@ impl Db {
         let replicas = replicas
             .into_iter()
             .enumerate()
-            .map(|(i, c)| (format!("replica{}", i + 1), c, false))
+            .map(|(i, c)| (format!("replica{}", i + 1), c, None, false))
             .collect();
         Self::assemble(
             config,
             Box::new(router),
             Parts {
                 primary,
+                primary_probe: None,
                 replicas,
                 aliases: Vec::new(),
             },
@@ -329,13 +368,14 @@ impl Db {
         let st = config.statement_timeout;
         let Parts {
             primary,
+            primary_probe,
             replicas,
             aliases,
         } = parts;
         let backend = primary.get_database_backend();
         let replicas: Vec<Arc<Replica>> = replicas
             .into_iter()
-            .map(|(n, c, shares)| Arc::new(Replica::new(n, c, shares)))
+            .map(|(n, c, probe, shares)| Arc::new(Replica::new(n, c, probe, shares)))
             .collect();
         let (cluster, ns) = if config.introspect {
             identity(&primary, url).await
@@ -422,7 +462,7 @@ impl Db {
                         tick.tick().await;
                         let Some(s) = weak.upgrade() else { return };
                         s.replicas
-                            .probe(&s.primary, interval.max(Duration::from_millis(500)))
+                            .probe(s.probe_conn(), interval.max(Duration::from_millis(500)))
                             .await;
                     }
                 }));
@@ -431,6 +471,7 @@ impl Db {
             Shared {
                 backend,
                 primary,
+                primary_probe,
                 migrations,
                 refused,
                 primary_in_recovery,
@@ -445,6 +486,7 @@ impl Db {
                 cache_enabled: !config.cache_ttl.is_zero(),
                 cache_ttl: config.cache_ttl,
                 statement_timeout: st,
+                pool_max: config.pool_max,
                 sqlite_lsn: AtomicU64::new(now_micros),
                 ns,
                 alias_ns,
@@ -462,7 +504,7 @@ impl Db {
             // Know the replicas' state before the first read.
             db.shared
                 .replicas
-                .probe(&db.shared.primary, Duration::from_secs(1))
+                .probe(db.shared.probe_conn(), Duration::from_secs(1))
                 .await;
         }
         Ok(db)

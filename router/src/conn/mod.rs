@@ -86,6 +86,11 @@ impl std::fmt::Debug for Db {
 pub(crate) struct Shared {
     pub(crate) backend: DbBackend,
     pub(crate) primary: DatabaseConnection,
+    /// A connection of its own to the primary for probes and `/health`,
+    /// outside the query pool (`None`: the pool).
+    pub(crate) primary_probe: Option<DatabaseConnection>,
+    /// The pools' size bound.
+    pub(crate) pool_max: u32,
     /// The primary's pool, reporting each statement (`Migrator::up(&db, ..)`).
     pub(crate) migrations: DatabaseConnection,
     /// What a refused migration gets, by reason: a connection that answers
@@ -132,6 +137,9 @@ impl Drop for Shared {
 pub struct Health {
     /// Whether the primary answered just now.
     pub primary_healthy: bool,
+    /// Whether every connection of the primary's pool is in use (requests
+    /// wait for one): degraded, not down.
+    pub primary_pool_busy: bool,
     /// Each replica.
     pub replicas: Vec<ReplicaHealth>,
     /// The cache tiers.
@@ -143,6 +151,7 @@ impl Health {
     pub fn degraded(&self) -> bool {
         self.replicas.iter().any(|r| !r.healthy)
             || (self.cache.l2_enabled && !self.cache.l2_healthy)
+            || self.primary_pool_busy
     }
 }
 
@@ -184,6 +193,13 @@ pub(crate) fn is_pool_timeout(e: &DbErr) -> bool {
             matches!(s.as_ref(), sea_orm::sqlx::Error::PoolTimedOut)
         }
         _ => false,
+    }
+}
+
+impl Shared {
+    /// Where the primary's probes and `/health` pings go.
+    pub(crate) fn probe_conn(&self) -> &DatabaseConnection {
+        self.primary_probe.as_ref().unwrap_or(&self.primary)
     }
 }
 
@@ -366,14 +382,20 @@ impl Db {
         }
     }
 
-    /// Pings the primary (bounded by a second) and reports every part.
+    /// Pings the primary (bounded by a second, on a connection outside the
+    /// query pool: a busy pool is not a dead primary) and reports every part.
     pub async fn health(&self) -> Health {
         let primary_healthy =
-            tokio::time::timeout(Duration::from_secs(1), self.shared.primary.ping())
+            tokio::time::timeout(Duration::from_secs(1), self.shared.probe_conn().ping())
                 .await
                 .is_ok_and(|r| r.is_ok());
+        let (size, idle) = crate::replica::pool_size(&self.shared.primary);
         Health {
             primary_healthy,
+            primary_pool_busy: self.shared.primary_probe.is_some()
+                && size > 0
+                && idle == 0
+                && size >= self.shared.pool_max,
             replicas: self.shared.replicas.health(),
             cache: self.cache_stats().await,
         }
@@ -384,7 +406,7 @@ impl Db {
     pub async fn probe_now(&self) {
         self.shared
             .replicas
-            .probe(&self.shared.primary, Duration::from_secs(1))
+            .probe(self.shared.probe_conn(), Duration::from_secs(1))
             .await;
     }
 
