@@ -615,3 +615,65 @@ async fn a_sqlite_transaction_that_writes_waits_for_another_writer() {
     assert_eq!(n, 2, "both increments, none lost");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Advisory locks through `Db`: a session-level lock outside a transaction is
+/// refused (it would stay on whichever pooled connection ran it) with an
+/// error that says what to do; in a transaction, lock and unlock run on one
+/// connection; a transaction-level lock runs anywhere. Afterwards the primary
+/// holds no advisory lock, and no replica was asked.
+#[tokio::test]
+async fn advisory_locks_through_db_leave_no_lock_behind() {
+    use sea_orm::TransactionTrait;
+    let Some(c) = cluster() else { return };
+    let _g = c.shared().await;
+    let t = c.fresh_db("advisory").await;
+    let db = Db::connect(t.config().build()).await.expect("db");
+    let key = i64::from(rand::random::<u32>());
+    let locks = async || {
+        db.primary()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = {key}"
+                ),
+            ))
+            .await
+            .expect("pg_locks")
+            .expect("row")
+            .try_get::<i64>("", "n")
+            .expect("n")
+    };
+    let before = db.routing_stats();
+    for sql in [
+        format!("SELECT pg_advisory_lock({key})"),
+        format!("SELECT \"pg_advisory_lock\"({key})"),
+        format!("SELECT 1; SELECT pg_advisory_lock_shared({key})"),
+        "SET search_path = nowhere".to_owned(),
+    ] {
+        let err = db
+            .execute_unprepared(&sql)
+            .await
+            .expect_err("a session statement outside a transaction");
+        assert!(err.to_string().contains("transaction"), "{sql}: {err}");
+        assert_eq!(locks().await, 0, "{sql}: refused before it was sent");
+    }
+    let txn = db.begin().await.expect("begin");
+    txn.execute_unprepared(&format!("SELECT pg_advisory_lock({key})"))
+        .await
+        .expect("lock in a transaction");
+    assert_eq!(locks().await, 1, "held");
+    txn.execute_unprepared(&format!("SELECT pg_advisory_unlock({key})"))
+        .await
+        .expect("unlock on the same connection");
+    txn.commit().await.expect("commit");
+    assert_eq!(locks().await, 0, "released");
+    db.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({key})"))
+        .await
+        .expect("a transaction-level lock");
+    assert_eq!(locks().await, 0, "released at the statement's end");
+    assert_eq!(
+        db.routing_stats().replica_reads,
+        before.replica_reads,
+        "no lock statement went to a replica"
+    );
+}

@@ -132,6 +132,36 @@ pub(crate) fn is_primary_function(name: &str) -> bool {
             .any(|p| lower.starts_with(p))
 }
 
+/// Session-level advisory locks: held by the pooled connection past the
+/// statement (and past a transaction's end), so taken on one connection and
+/// released on another. Refused outside a transaction like `SET`.
+const SESSION_FUNCTIONS: &[&str] = &[
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_shared",
+    "pg_advisory_unlock_all",
+];
+
+/// Whether a function of this name keeps state in the session.
+fn is_session_function(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let lower = lower.rsplit('.').next().unwrap_or(&lower);
+    SESSION_FUNCTIONS.contains(&lower)
+}
+
+fn calls_session(tokens: &[Token<'_>]) -> bool {
+    tokens.windows(2).any(|w| {
+        w[1] == Token::Punct(b'(')
+            && match w[0] {
+                Token::Word(n) | Token::Quoted(n) => is_session_function(n),
+                _ => false,
+            }
+    })
+}
+
 /// Whether custom SQL text (an `Expr::cust`) calls such a function.
 pub(crate) fn text_needs_primary(text: &str) -> bool {
     let tokens = tokenize(text);
@@ -205,12 +235,11 @@ fn typed_select_needs_primary(sql: &str) -> bool {
 /// Classifies SeaQuery-rendered text (a typed statement).
 pub(crate) fn classify_typed(sql: &str) -> Access {
     if sql.starts_with("SELECT ") {
-        let mut a = Access::new(if typed_select_needs_primary(sql) {
-            Kind::Primary
-        } else {
-            Kind::Read
-        });
-        a.tables = tables_read(&tokenize(sql));
+        let primary = typed_select_needs_primary(sql);
+        let mut a = Access::new(if primary { Kind::Primary } else { Kind::Read });
+        let tokens = tokenize(sql);
+        a.session = primary && calls_session(&tokens);
+        a.tables = tables_read(&tokens);
         return a;
     }
     classify_sql(sql)
@@ -354,6 +383,7 @@ fn classify_one(tokens: &[Token<'_>]) -> Access {
         primary = true;
     }
     let mut a = Access::new(if primary { Kind::Primary } else { Kind::Read });
+    a.session = primary && calls_session(tokens);
     a.tables = tables_read(tokens);
     a
 }
@@ -516,8 +546,23 @@ mod tests {
     #[case("SELECT 1; SET x = 1", true)]
     #[case("CREATE TABLE t (a int)", false)]
     #[case("SELECT 1", false)]
+    #[case("SELECT pg_advisory_lock(1)", true)]
+    #[case("SELECT \"pg_advisory_unlock\"(1)", true)]
+    #[case("select pg_catalog.pg_try_advisory_lock_shared(1, 2)", true)]
+    #[case("SELECT pg_advisory_unlock_all()", true)]
+    #[case("SELECT pg_advisory_xact_lock(1)", false)]
+    #[case("SELECT pg_try_advisory_xact_lock(1)", false)]
     fn tells_session_statements(#[case] sql: &str, #[case] session: bool) {
         assert_eq!(classify_sql(sql).session, session, "{sql}");
+    }
+
+    #[test]
+    fn typed_session_functions_are_session_statements() {
+        let sql = r#"SELECT pg_advisory_lock(1) AS "l""#;
+        assert!(classify_typed(sql).session);
+        let sql = r#"SELECT pg_advisory_xact_lock(1) AS "l""#;
+        assert!(!classify_typed(sql).session);
+        assert!(!classify_typed(r#"SELECT "id" FROM "stories""#).session);
     }
 
     #[rstest]

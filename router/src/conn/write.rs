@@ -91,7 +91,7 @@ pub(crate) fn writes_prevented() -> DbErr {
 /// The refusal of a session statement outside a transaction.
 pub(crate) fn session_refused() -> DbErr {
     DbErr::Custom(
-        "session statement refused: SET, PREPARE, LISTEN and temporary tables change the pooled connection they run on, which the next request would get; run them inside a transaction (db.begin())".into(),
+        "session statement refused: SET, PREPARE, LISTEN, temporary tables and session-level advisory locks (pg_advisory_lock, .._unlock) change the pooled connection they run on, which the next request would get; run them inside a transaction (db.begin()), or use pg_advisory_xact_lock".into(),
     )
 }
 
