@@ -27,7 +27,9 @@ pub enum GuardError {
     },
 }
 
-/// Replaces the password of a URL with `***`; leaves other text alone.
+/// The library's redaction (one function for the service and this CLI):
+/// the password and `password=`/`sslpassword=` parameters become `***`, a
+/// URL that does not parse prints as `<unparseable url>`.
 ///
 /// ```
 /// assert_eq!(
@@ -35,19 +37,7 @@ pub enum GuardError {
 ///     "postgres://app:***@db:5432/x"
 /// );
 /// ```
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let password = parsed.password().unwrap_or_default().to_owned();
-            if parsed.set_password(Some("***")).is_ok() {
-                parsed.to_string()
-            } else {
-                url.replace(&password, "***")
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
+pub use seaway::redact_url;
 
 /// Fails with [`GuardError::ReadReplica`] when `db` is a PostgreSQL server in
 /// recovery (a streaming replica). Other backends pass.
@@ -112,16 +102,9 @@ fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
 }
 
 fn connect_error(url: &str, message: &str) -> GuardError {
-    let mut message = message.to_owned();
-    if let Ok(parsed) = url::Url::parse(url)
-        && let Some(password) = parsed.password()
-        && !password.is_empty()
-    {
-        message = message.replace(password, "***");
-    }
     GuardError::Connect {
         url: redact_url(url),
-        message,
+        message: seaway::redact_message(message, url),
     }
 }
 
@@ -141,6 +124,26 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(redact_url(input), want, "{input}");
+        }
+    }
+
+    /// The nasty URLs of the library's table, through this CLI's errors.
+    #[test]
+    fn nasty_urls_never_print_their_secret() {
+        for url in [
+            "postgres://u@h/d?password=s3cret",
+            "postgres://u@h/d?sslmode=verify-full&sslpassword=s3cret",
+            "postgres://u:s3/cret@h/d",
+            "postgres://u:s3%2Fcret@h/d",
+            "postgres://u:s3cret@[::1/d",
+            "not a url s3cret",
+        ] {
+            let e = connect_error(url, "connection refused");
+            let shown = e.to_string();
+            assert!(
+                !shown.contains("s3") && !shown.contains("cret"),
+                "{url} -> {shown}"
+            );
         }
     }
 

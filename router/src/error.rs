@@ -126,7 +126,22 @@ fn percent_decode(s: &str) -> Result<String, ()> {
     String::from_utf8(out).map_err(|_| ())
 }
 
-/// Removes the secrets of `url` from a message (driver errors may echo it).
+/// Removes the secrets of `url` (its password, a `password=` or
+/// `sslpassword=` parameter, percent-decoded too) from a message: driver
+/// errors may echo them.
+///
+/// ```
+/// let url = "postgres://app:s3cret@db/x";
+/// assert_eq!(
+///     seaway::redact_message("auth failed for s3cret", url),
+///     "auth failed for ***"
+/// );
+/// ```
+pub fn redact_message(message: &str, url: &str) -> String {
+    scrub(message, url)
+}
+
+/// As [`redact_message`].
 pub(crate) fn scrub(message: &str, url: &str) -> String {
     let mut m = message.to_owned();
     for s in secrets(url) {

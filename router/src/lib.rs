@@ -43,7 +43,7 @@ mod txn;
 pub use cache::CacheValue;
 pub use config::{Config, ConfigBuilder, Strategy};
 pub use conn::{Db, is_connection_error};
-pub use error::{Error, redact_url};
+pub use error::{Error, redact_message, redact_url};
 #[cfg(feature = "axum")]
 pub use layer::SeawayLayer;
 pub use lsn::Lsn;
