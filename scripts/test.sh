@@ -19,6 +19,9 @@ export SEAWAY_REQUIRE_CLUSTER=1
 # --nocapture: the fault and latency tests print their counts and figures.
 cargo test --workspace --all-targets "$@" -- --nocapture
 cargo test --workspace --doc
+# The HTTP contract fuzzed from its OpenAPI document (schemathesis from PyPI,
+# every check and phase), on the embedded default and on the cluster.
+scripts/api-fuzz.sh
 # Once more over TLS (verify-full against the cluster's CA, passwords,
 # rediss://): routing, the cache, and the faults.
 SEAWAY_TEST_TLS=1 cargo test -p seaway-tests --test routing --test cache --test faults -- --nocapture

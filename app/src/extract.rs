@@ -6,10 +6,59 @@ use axum::extract::{FromRequest, FromRequestParts};
 use serde::Deserialize;
 use std::collections::HashMap;
 
-/// JSON body; unknown fields, wrong types and bad syntax become [`ApiError`]s.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body; unknown fields, wrong types and bad syntax become
+/// [`ApiError`]s, and so does a body that is not an object (serde would take
+/// an array for a struct, field by field).
+#[derive(Debug)]
 pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|m| {
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::bad_request(
+                "expected Content-Type: application/json",
+                None,
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| {
+                if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large()
+                } else {
+                    ApiError::bad_request("the request body could not be read", None)
+                }
+            })?;
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::unprocessable(
+                "the request body must be a JSON object",
+                None,
+            ));
+        }
+        Ok(Json(value))
+    }
+}
 
 /// Path segments as text; parsed with [`parse_id`].
 #[derive(Debug, FromRequestParts)]

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod render;
 pub mod routes;
 pub mod seed;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::stories::router())
         .merge(routes::follows::router())
         .merge(routes::ops::router())
+        .route("/openapi.json", axum::routing::get(openapi_json))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::bad_request("method not allowed", None)
@@ -92,6 +94,15 @@ pub fn router(state: AppState) -> Router {
                     },
                 ),
         )
+}
+
+/// `GET /openapi.json`: the contract, machine-readable (built once).
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOC.get_or_init(openapi::document).as_str(),
+    )
 }
 
 /// Answers 413 to any request that declares a body over [`MAX_BODY_BYTES`],

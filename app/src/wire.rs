@@ -4,19 +4,23 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{follow, profile, story};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// A profile.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Profile {
+    #[schema(minimum = 1)]
     id: i64,
     username: String,
     display_name: String,
     bio: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -34,18 +38,25 @@ impl From<profile::Model> for Profile {
 }
 
 /// A story.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Story {
+    #[schema(minimum = 1)]
     id: i64,
+    #[schema(minimum = 1)]
     author_id: i64,
     title: String,
     body: String,
+    #[schema(required)]
     genre: Option<String>,
     published: bool,
     featured: bool,
+    #[schema(minimum = 0)]
     view_count: i64,
+    #[schema(required, format = DateTime)]
     published_at: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -68,10 +79,13 @@ impl From<story::Model> for Story {
 }
 
 /// A follow.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Follow {
+    #[schema(minimum = 1)]
     follower_id: i64,
+    #[schema(minimum = 1)]
     following_id: i64,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
@@ -86,7 +100,7 @@ impl From<follow::Model> for Follow {
 }
 
 /// Counts for a profile.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Stats {
     /// Stories written.
     pub story_count: u64,
@@ -99,10 +113,12 @@ pub struct Stats {
 }
 
 /// A page of items.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct List<T> {
     items: Vec<T>,
+    #[schema(minimum = 1, maximum = 100)]
     limit: u64,
+    #[schema(minimum = 0, maximum = 100000)]
     offset: u64,
 }
 

@@ -34,8 +34,9 @@ pub fn router() -> Router<AppState> {
         .route("/profiles/{id}/feed", get(feed))
 }
 
-#[derive(Serialize)]
-struct Followed {
+/// `POST /profiles/{id}/following/{target_id}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Followed {
     follow: wire::Follow,
     target_stats: wire::Stats,
 }

@@ -25,21 +25,37 @@ pub fn router() -> Router<AppState> {
         .route("/profiles/{id}/stats", get(stats))
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /profiles`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewProfile {
+pub(crate) struct NewProfile {
+    #[schema(pattern = "^[A-Za-z0-9_]{1,50}$")]
     username: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000]*[^\\u0000\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000]*$"
+    )]
     display_name: String,
     #[serde(default)]
+    #[schema(max_length = 10000, pattern = "^[^\\u0000]*$")]
     bio: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// `PATCH /profiles/{id}`: the fields to change.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ProfileChange {
+pub(crate) struct ProfileChange {
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000]*[^\\u0000\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000]*$"
+    )]
     display_name: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false, max_length = 10000, pattern = "^[^\\u0000]*$")]
     bio: Option<String>,
 }
 

@@ -29,30 +29,54 @@ pub fn router() -> Router<AppState> {
         .route("/stories/{id}/views", post(view))
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /stories`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewStory {
+pub(crate) struct NewStory {
+    #[schema(minimum = 1)]
     author_id: i64,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*[^\\u0000\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000]*$"
+    )]
     title: String,
+    #[schema(max_length = 200000, pattern = "^[^\\u0000]*$")]
     body: String,
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = "^[^\\u0000]*[^\\u0000\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000]*$"
+    )]
     genre: Option<String>,
     #[serde(default)]
     published: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// `PATCH /stories/{id}`: the fields to change (`genre: null` clears it).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StoryChange {
+pub(crate) struct StoryChange {
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*[^\\u0000\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000]*$"
+    )]
     title: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false, max_length = 200000, pattern = "^[^\\u0000]*$")]
     body: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 50, pattern = "^[^\\u0000]*[^\\u0000\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000]*$")]
     genre: Option<Option<String>>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     published: Option<bool>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     featured: Option<bool>,
 }
 
@@ -189,9 +213,12 @@ async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<Sta
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
-struct Views {
+/// `POST /stories/{id}/views`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Views {
+    #[schema(minimum = 1)]
     id: i64,
+    #[schema(minimum = 1)]
     view_count: i64,
 }
 
