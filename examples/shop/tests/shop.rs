@@ -81,6 +81,12 @@ where
 /// A fresh database for one test, its `Db` (both replicas, Redis under a
 /// prefix of its own), migrated through the `Db`, on every replica.
 async fn shop_db(test: &str) -> Option<Db> {
+    shop_db_made(test, false).await
+}
+
+/// As [`shop_db`]; with `sync`, the schema made by SeaORM's
+/// `SchemaBuilder::sync(&db)` instead of the migrations.
+async fn shop_db_made(test: &str, sync: bool) -> Option<Db> {
     let c = cluster()?;
     let name = format!("shop_{test}_{:08x}", rand_u32());
     let admin = Database::connect(&c.primary).await.expect("primary");
@@ -105,8 +111,21 @@ async fn shop_db(test: &str) -> Option<Db> {
         b = b.replica(r);
     }
     let db = Db::connect(b.build()).await.expect("connect");
-    // SeaORM's own call, given the Db: it runs on the primary.
-    Migrator::up(&db, None).await.expect("migrate through Db");
+    if sync {
+        // SeaORM's schema sync, given the Db: read and run on the primary
+        let builder = sea_orm::Schema::new(DbBackend::Postgres)
+            .builder()
+            .register(Customer)
+            .register(Product)
+            .register(Category)
+            .register(ProductCategory)
+            .register(Order)
+            .register(OrderItem);
+        builder.sync(&db).await.expect("schema sync through Db");
+    } else {
+        // SeaORM's own call, given the Db: it runs on the primary.
+        Migrator::up(&db, None).await.expect("migrate through Db");
+    }
     for n in db.replica_names() {
         let pool = db.replica_pool(&n).expect("pool").clone();
         eventually("the schema on the replica", || {
@@ -938,4 +957,36 @@ async fn commit_needs_no_trait(db: &Db) -> Result<(), DbErr> {
 #[allow(dead_code)]
 fn streams_are_stream_trait(db: Db) -> impl StreamTrait {
     db
+}
+
+/// `SchemaBuilder::sync(&db)` makes the schema through `Db` (on the
+/// primary), a second sync changes nothing, and the tables serve routed,
+/// cached reads at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_sync_through_db() {
+    let Some(db) = shop_db_made("sync", true).await else {
+        return;
+    };
+    let (products, _, _) = seed(&db).await;
+    sea_orm::Schema::new(DbBackend::Postgres)
+        .builder()
+        .register(Customer)
+        .register(Product)
+        .sync(&db)
+        .await
+        .expect("a second sync");
+    let (first, route, cache) = observed(async {
+        Product::find_by_id(products[0].id)
+            .using_replica()
+            .cached()
+            .one(&db)
+            .await
+    })
+    .await;
+    assert_eq!(
+        first.expect("read").map(|p| p.name).as_deref(),
+        Some("kettle")
+    );
+    assert!(on_replica(&route), "{route:?}");
+    assert_eq!(cache, Some(CacheOutcome::Miss));
 }

@@ -164,3 +164,32 @@ impl sea_orm::StreamTrait for Db {
         })
     }
 }
+
+/// `SchemaBuilder::sync(&db)`: the schema is read on the primary (what sync
+/// compares with must be current), and the DDL it then runs goes through
+/// `Db` like any other: on the primary, invalidating its tables.
+#[cfg(feature = "schema-sync")]
+#[async_trait::async_trait]
+impl sea_schema::Connection for Db {
+    async fn query_all(
+        &self,
+        select: sea_orm::sea_query::SelectStatement,
+    ) -> Result<Vec<sea_schema::sqlx_types::SqlxRow>, sea_schema::sqlx_types::SqlxError> {
+        <sea_orm::DatabaseConnection as sea_schema::Connection>::query_all(
+            &self.shared.primary,
+            select,
+        )
+        .await
+    }
+
+    async fn query_all_raw(
+        &self,
+        sql: String,
+    ) -> Result<Vec<sea_schema::sqlx_types::SqlxRow>, sea_schema::sqlx_types::SqlxError> {
+        <sea_orm::DatabaseConnection as sea_schema::Connection>::query_all_raw(
+            &self.shared.primary,
+            sql,
+        )
+        .await
+    }
+}
