@@ -3,8 +3,8 @@
 # streaming replicas (pg_basebackup -R, hot standby) and a Redis server with no
 # persistence; beside them, TLS: a CA made here with openssl, the PostgreSQL
 # servers with ssl=on (certificate for DNS:localhost only) and a TLS-only
-# Redis with a password. Data lives under target/seaway-cluster (ignored by
-# git).
+# Redis with a password; and a Redis Cluster of three masters and three
+# replicas. Data lives under target/seaway-cluster (ignored by git).
 #
 # Usage: scripts/cluster.sh COMMAND
 #   up                 start everything (idempotent); waits until replicas stream
@@ -18,6 +18,8 @@
 #   stop-redis         stop Redis (both: plain and TLS)
 #   start-redis        start Redis again (loading its dump.rdb, if one was SAVEd)
 #   pause-redis / resume-redis        SIGSTOP / SIGCONT the Redis servers
+#   redis-cluster-failover   CLUSTER FAILOVER on each replica of the Redis
+#                      Cluster in turn (every master hands over to its replica)
 #   pause-replica [N] / resume-replica [N]   SIGSTOP / SIGCONT replica N's processes
 #   stop-primary       stop the primary (replicas keep serving reads)
 #   start-primary      start it again and wait until every replica streams
@@ -26,7 +28,8 @@
 # Ports (override with the variables): SEAWAY_PG_PORT=25432, replica N at
 # SEAWAY_PG_PORT+N, a second, independent primary (another cluster, for
 # tokens that must not cross clusters) at SEAWAY_PG_PORT+10,
-# SEAWAY_REDIS_PORT=26379, the TLS Redis at SEAWAY_REDIS_PORT+1. All below 32768, outside Linux's
+# SEAWAY_REDIS_PORT=26379, the TLS Redis at SEAWAY_REDIS_PORT+1, the Redis
+# Cluster's six nodes at SEAWAY_REDIS_PORT+10..+15. All below 32768, outside Linux's
 # ephemeral range, and away from the machine's own 5432/6379.
 set -euo pipefail
 
@@ -37,6 +40,7 @@ REDIS_PORT="${SEAWAY_REDIS_PORT:-26379}"
 REPLICAS="${SEAWAY_REPLICAS:-2}"
 RUN="$BASE/run"
 TLS_DIR="$BASE/tls"
+RC_PORT=$((REDIS_PORT + 10))
 REDIS_TLS_PORT=$((REDIS_PORT + 1))
 # A login that must use TLS and a password; the servers listen on loopback only.
 TLS_USER=seaway_tls
@@ -225,6 +229,79 @@ stop_redis_tls() {
   for i in $(seq 1 100); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
 }
 
+rc_cli() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
+rc_ok() { rc_cli "$1" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; }
+
+start_redis_cluster() {
+  local i port nodes=()
+  for i in 0 1 2 3 4 5; do
+    port=$((RC_PORT + i))
+    nodes+=("127.0.0.1:$port")
+    if ! rc_cli "$port" ping >/dev/null 2>&1; then
+      mkdir -p "$BASE/rc$i"
+      redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+        --cluster-config-file "$BASE/rc$i/nodes.conf" --cluster-node-timeout 1000 \
+        --save "" --appendonly no --daemonize yes --dir "$BASE/rc$i" \
+        --pidfile "$RUN/rc$i.pid" --logfile "$BASE/rc$i.log" >/dev/null
+    fi
+  done
+  for i in 0 1 2 3 4 5; do
+    local n
+    for n in $(seq 1 100); do rc_cli $((RC_PORT + i)) ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  if ! rc_ok "$RC_PORT"; then
+    log "creating the Redis Cluster on 127.0.0.1:$RC_PORT..$((RC_PORT + 5))"
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
+  fi
+  wait_redis_cluster
+}
+
+# Masters serving slots, not failed, as node 0 sees them.
+rc_masters() {
+  rc_cli "$RC_PORT" cluster nodes 2>/dev/null \
+    | awk '$3 ~ /master/ && $3 !~ /fail/ && $9 != "" { n++ } END { print n + 0 }'
+}
+
+# Until every node says the cluster is ok and sees three masters.
+wait_redis_cluster() {
+  local n i ok
+  for n in $(seq 1 200); do
+    ok=1
+    for i in 0 1 2 3 4 5; do rc_ok $((RC_PORT + i)) || ok=0; done
+    if [ "$ok" = 1 ] && [ "$(rc_masters)" = 3 ]; then return 0; fi
+    sleep 0.1
+  done
+  die "the Redis Cluster did not become ok (see $BASE/rc*.log)"
+}
+
+stop_redis_cluster() {
+  local i p
+  for i in 0 1 2 3 4 5; do
+    p="$(cat "$RUN/rc$i.pid" 2>/dev/null || true)"
+    [ -n "$p" ] || continue
+    kill -CONT "$p" 2>/dev/null || true
+    kill "$p" 2>/dev/null || true
+  done
+}
+
+# Each replica takes over from its master (CLUSTER FAILOVER: the master
+# stops writes until the replica has caught up, then they swap).
+redis_cluster_failover() {
+  local i port role
+  for i in 0 1 2 3 4 5; do
+    port=$((RC_PORT + i))
+    role="$(rc_cli "$port" role 2>/dev/null | head -1)"
+    [ "$role" = slave ] || continue
+    rc_cli "$port" cluster failover >/dev/null
+    local n
+    for n in $(seq 1 100); do
+      [ "$(rc_cli "$port" role 2>/dev/null | head -1)" = master ] && break
+      sleep 0.1
+    done
+  done
+  wait_redis_cluster
+}
+
 tls_role() {
   q "$PG_PORT" "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$TLS_USER') THEN CREATE ROLE $TLS_USER LOGIN SUPERUSER PASSWORD '$TLS_PASSWORD'; END IF; END \$\$" >/dev/null
 }
@@ -260,6 +337,7 @@ print_env() {
   echo "export SEAWAY_CLUSTER=$ROOT/scripts/cluster.sh"
   local tls="sslmode=verify-full&sslrootcert=$TLS_DIR/ca.pem" turls=()
   for n in $(seq 1 "$REPLICAS"); do turls+=("postgres://$TLS_USER:$TLS_PASSWORD@localhost:$(replica_port "$n")/postgres?$tls"); done
+  echo "export SEAWAY_REDIS_CLUSTER_URLS=redis://127.0.0.1:$RC_PORT/,redis://127.0.0.1:$((RC_PORT + 1))/,redis://127.0.0.1:$((RC_PORT + 2))/"
   echo "export SEAWAY_TLS_CA='$TLS_DIR/ca.pem'"
   echo "export SEAWAY_TLS_DATABASE_URL='postgres://$TLS_USER:$TLS_PASSWORD@localhost:$PG_PORT/postgres?$tls'"
   echo "export SEAWAY_TLS_READ_REPLICA_URLS='$(IFS=,; echo "${turls[*]}")'"
@@ -296,6 +374,7 @@ case "$cmd" in
     start_other
     start_redis
     start_redis_tls
+    start_redis_cluster
     log "up: primary :$PG_PORT, replicas :$(replica_port 1)..:$(replica_port "$REPLICAS"), redis :$REDIS_PORT"
     ;;
   down)
@@ -311,6 +390,7 @@ case "$cmd" in
     if [ -f "$RUN/redis.pid" ]; then kill -CONT "$(cat "$RUN/redis.pid")" 2>/dev/null || true; fi
     command -v redis-cli >/dev/null 2>&1 && stop_redis
     stop_redis_tls
+    stop_redis_cluster
     rm -rf "$BASE"
     log "down"
     ;;
@@ -322,6 +402,7 @@ case "$cmd" in
     done
     redis_running && echo "redis: running :$REDIS_PORT" || echo "redis: stopped"
     redis_tls_running && echo "redis-tls: running :$REDIS_TLS_PORT" || echo "redis-tls: stopped"
+    rc_ok "$RC_PORT" && echo "redis-cluster: ok :$RC_PORT..$((RC_PORT + 5))" || echo "redis-cluster: down"
     ;;
   env) print_env ;;
   lag)
@@ -358,6 +439,7 @@ case "$cmd" in
     signal_tree CONT "$(cat "$RUN/redis.pid" 2>/dev/null)"
     signal_tree CONT "$(cat "$RUN/redis-tls.pid" 2>/dev/null)"
     ;;
+  redis-cluster-failover) redis_cluster_failover ;;
   pause-replica) signal_tree STOP "$(pg_pid "$(replica_dir "${1:-1}")")" ;;
   resume-replica) signal_tree CONT "$(pg_pid "$(replica_dir "${1:-1}")")" ;;
   psql)
@@ -370,7 +452,7 @@ case "$cmd" in
     exec psql -X -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
     ;;
   *)
-    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$cmd" ] || exit 2
     ;;
 esac

@@ -138,6 +138,9 @@ pub struct Config {
     /// password or an ACL user goes in the URL (`redis://user:pass@host/`),
     /// TLS with `rediss://` (the `rustls` feature).
     pub redis_url: Option<String>,
+    /// A Redis Cluster instead of one Redis (`REDIS_CLUSTER_URLS`, a few of
+    /// its nodes; the others are found): L2, versions and the bus on it.
+    pub redis_cluster: Vec<String>,
     /// A PEM file of the CA that signed Redis's certificate (`rediss://`
     /// to a private CA); `None`: the system's roots.
     pub redis_ca_file: Option<std::path::PathBuf>,
@@ -217,6 +220,14 @@ impl fmt::Debug for Config {
             )
             .field("aliases", &self.aliases.keys().collect::<Vec<_>>())
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field(
+                "redis_cluster",
+                &self
+                    .redis_cluster
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
             .field("redis_ca_file", &self.redis_ca_file)
             .field("cache_ttl", &self.cache_ttl)
             .field("strategy", &self.strategy)
@@ -239,6 +250,7 @@ impl Default for Config {
             replica_urls: Vec::new(),
             aliases: BTreeMap::new(),
             redis_url: None,
+            redis_cluster: Vec::new(),
             redis_ca_file: None,
             cache_ttl: DEFAULT_CACHE_TTL,
             l1_max_bytes: DEFAULT_L1_MAX_BYTES,
@@ -329,6 +341,20 @@ impl Config {
         }
         if let Some(url) = var("REDIS_URL") {
             c.redis_url = Some(check_url(&n("REDIS_URL"), &url, &["redis", "rediss"])?);
+        }
+        if let Some(urls) = var("REDIS_CLUSTER_URLS") {
+            c.redis_cluster = urls
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(|u| check_url(&n("REDIS_CLUSTER_URLS"), u, &["redis", "rediss"]))
+                .collect::<Result<_, _>>()?;
+            if c.redis_url.is_some() && !c.redis_cluster.is_empty() {
+                return Err(Error::Config {
+                    var: n("REDIS_CLUSTER_URLS"),
+                    message: format!("set it or {}, not both", n("REDIS_URL")),
+                });
+            }
         }
         if let Some(v) = var("SEAWAY_REDIS_CA_FILE") {
             c.redis_ca_file = Some(v.into());
@@ -444,6 +470,15 @@ impl Config {
         if let Some(u) = &self.redis_url {
             check_url("REDIS_URL", u, &["redis", "rediss"])?;
         }
+        for u in &self.redis_cluster {
+            check_url("REDIS_CLUSTER_URLS", u, &["redis", "rediss"])?;
+        }
+        if self.redis_url.is_some() && !self.redis_cluster.is_empty() {
+            return Err(Error::Config {
+                var: "REDIS_CLUSTER_URLS".into(),
+                message: "set it or REDIS_URL, not both".into(),
+            });
+        }
         let bad = |var: &str, message: String| {
             Err(Error::Config {
                 var: var.to_owned(),
@@ -555,6 +590,15 @@ impl ConfigBuilder {
         self.0.redis_url = Some(url.into());
         self
     }
+    /// A Redis Cluster, by some of its nodes ([`Config::redis_cluster`]).
+    pub fn redis_cluster<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.0.redis_cluster = nodes.into_iter().map(Into::into).collect();
+        self
+    }
     /// The CA that signed Redis's certificate, a PEM file
     /// ([`Config::redis_ca_file`]).
     pub fn redis_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
@@ -662,6 +706,26 @@ impl ConfigBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_cluster_urls_are_read_and_exclude_redis_url() {
+        let c = Config::from_lookup(|k| {
+            (k == "REDIS_CLUSTER_URLS").then(|| "redis://a:1/, redis://b:2/".to_owned())
+        })
+        .expect("a cluster");
+        assert_eq!(c.redis_cluster, ["redis://a:1/", "redis://b:2/"]);
+        let e = Config::from_lookup(|k| match k {
+            "REDIS_CLUSTER_URLS" => Some("redis://a:1/".into()),
+            "REDIS_URL" => Some("redis://b/".into()),
+            _ => None,
+        })
+        .expect_err("both");
+        assert!(e.to_string().contains("REDIS_CLUSTER_URLS"), "{e}");
+        let e =
+            Config::from_lookup(|k| (k == "REDIS_CLUSTER_URLS").then(|| "http://x/".to_owned()))
+                .expect_err("not redis");
+        assert!(e.to_string().contains("REDIS_CLUSTER_URLS"), "{e}");
+    }
     use std::collections::HashMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, Error> {

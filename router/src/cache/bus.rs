@@ -44,12 +44,16 @@ pub(crate) fn spawn(
 }
 
 async fn subscribe(l2: Arc<L2>, cache: Weak<QueryCache>) {
+    // a cluster's nodes in turn: the next one after a node fails
+    let mut node = 0usize;
     loop {
         if cache.strong_count() == 0 {
             return;
         }
+        let client = &l2.bus_clients[node % l2.bus_clients.len()];
+        node += 1;
         let sub = tokio::time::timeout(l2.timeout * 10, async {
-            let mut ps = l2.client.get_async_pubsub().await?;
+            let mut ps = client.get_async_pubsub().await?;
             ps.subscribe(&l2.keys.channel).await?;
             Ok::<_, redis::RedisError>(ps)
         })

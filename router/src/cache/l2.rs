@@ -27,7 +27,9 @@ use crate::config::Config;
 use crate::error::{Error, redact_url};
 use crate::lsn::Lsn;
 use crate::tag::TagId;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,10 +128,62 @@ impl Keys {
     }
 }
 
+/// How this instance reaches Redis: one server, or a Redis Cluster (its
+/// connection made at the first call, then kept: it follows slot moves and
+/// failovers itself).
+enum Link {
+    Single(ConnectionManager),
+    Cluster(Box<ClusterLink>),
+}
+
+/// A Redis Cluster: its client, and the connection made at the first call.
+struct ClusterLink {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+/// A connection of either kind, for one call.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// The Redis tier.
 pub(crate) struct L2 {
-    pub(crate) client: redis::Client,
-    conn: ConnectionManager,
+    /// Where the bus subscribes: the server, or each node of a cluster in
+    /// turn (a PUBLISH reaches the subscribers of every node).
+    pub(crate) bus_clients: Vec<redis::Client>,
+    link: Link,
     pub(crate) keys: Keys,
     pub(crate) instance: u64,
     pub(crate) timeout: Duration,
@@ -207,23 +261,67 @@ fn client(url: &str, config: &Config) -> Result<redis::Client, Error> {
     }
 }
 
+/// A client for a Redis Cluster reached through `nodes`.
+fn cluster_client(nodes: &[String], config: &Config) -> Result<ClusterClient, Error> {
+    let bad = |e: redis::RedisError| Error::Config {
+        var: "REDIS_CLUSTER_URLS".into(),
+        message: nodes
+            .iter()
+            .fold(e.to_string(), |m, u| crate::error::scrub(&m, u)),
+    };
+    #[allow(unused_mut)]
+    let mut b = ClusterClient::builder(nodes.iter().map(String::as_str))
+        .connection_timeout(config.redis_timeout)
+        .response_timeout(config.redis_timeout)
+        .retries(1);
+    #[cfg(feature = "rustls")]
+    if let Some(path) = &config.redis_ca_file {
+        let pem = std::fs::read(path).map_err(|e| Error::Config {
+            var: "SEAWAY_REDIS_CA_FILE".into(),
+            message: format!("cannot read {}: {e}", path.display()),
+        })?;
+        b = b.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        });
+    }
+    b.build().map_err(bad)
+}
+
 impl L2 {
     pub(crate) fn new(url: &str, config: &Config, ns: u64) -> Result<Self, Error> {
-        let client = client(url, config)?;
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.redis_timeout))
-            .set_response_timeout(Some(config.redis_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(config.redis_backoff);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg).map_err(|e| {
-            Error::Connect {
-                url: redact_url(url),
-                message: crate::error::scrub(&e.to_string(), url),
-            }
-        })?;
+        let (link, bus_clients) = if config.redis_cluster.is_empty() {
+            let client = client(url, config)?;
+            let cfg = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.redis_timeout))
+                .set_response_timeout(Some(config.redis_timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(config.redis_backoff);
+            let conn =
+                ConnectionManager::new_lazy_with_config(client.clone(), cfg).map_err(|e| {
+                    Error::Connect {
+                        url: redact_url(url),
+                        message: crate::error::scrub(&e.to_string(), url),
+                    }
+                })?;
+            (Link::Single(conn), vec![client])
+        } else {
+            let nodes = &config.redis_cluster;
+            let bus = nodes
+                .iter()
+                .map(|u| client(u, config))
+                .collect::<Result<Vec<_>, _>>()?;
+            (
+                Link::Cluster(Box::new(ClusterLink {
+                    client: cluster_client(nodes, config)?,
+                    conn: tokio::sync::OnceCell::new(),
+                })),
+                bus,
+            )
+        };
         Ok(Self {
-            client,
-            conn,
+            bus_clients,
+            link,
             keys: Keys::new(&config.key_prefix, ns),
             instance: rand::random(),
             timeout: config.redis_timeout,
@@ -232,14 +330,30 @@ impl L2 {
         })
     }
 
+    /// A connection for one call (a cluster's is made at the first).
+    async fn connection(&self) -> redis::RedisResult<Conn> {
+        match &self.link {
+            Link::Single(c) => Ok(Conn::Single(c.clone())),
+            Link::Cluster(l) => l
+                .conn
+                .get_or_try_init(|| l.client.get_async_connection())
+                .await
+                .map(|c| Conn::Cluster(c.clone())),
+        }
+    }
+
     /// Runs `f` with the timeout and the breaker; `None` when skipped or failed.
     async fn call<T, F, Fut>(&self, what: &str, f: F) -> Option<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let permit = self.breaker.allow()?;
-        match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+        let run = async {
+            let c = self.connection().await?;
+            f(c).await
+        };
+        match tokio::time::timeout(self.timeout, run).await {
             Ok(Ok(v)) => {
                 permit.succeeded();
                 Some(v)
@@ -265,14 +379,32 @@ impl L2 {
     /// The entry under `key`, the epoch and the versions of `tags`, in one
     /// round trip.
     pub(crate) async fn get(&self, key: u128, tags: &[TagId]) -> Option<(Option<Vec<u8>>, Remote)> {
-        let mut p = redis::pipe();
-        p.cmd("GET").arg(self.keys.entry(key));
+        let mut get = redis::cmd("GET");
+        get.arg(self.keys.entry(key));
         let mut mget = redis::cmd("MGET");
         self.version_args(&mut mget, tags);
-        p.add_command(mget);
-        let (entry, nums): (Option<Vec<u8>>, Vec<Option<String>>) = self
-            .call("get", |mut c| async move { p.query_async(&mut c).await })
-            .await?;
+        let (entry, nums): (Option<Vec<u8>>, Vec<Option<String>>) = match self.link {
+            // one round trip: a pipeline
+            Link::Single(_) => {
+                let mut p = redis::pipe();
+                p.add_command(get).add_command(mget);
+                self.call("get", |mut c| async move { p.query_async(&mut c).await })
+                    .await?
+            }
+            // the entry and the versions live in different slots, which a
+            // cluster pipeline refuses: both at once, on their nodes
+            Link::Cluster(_) => {
+                self.call("get", |c| async move {
+                    let (mut c1, mut c2) = (c.clone(), c);
+                    let (e, n) = futures::try_join!(
+                        get.query_async::<Option<Vec<u8>>>(&mut c1),
+                        mget.query_async::<Vec<Option<String>>>(&mut c2)
+                    )?;
+                    Ok((e, n))
+                })
+                .await?
+            }
+        };
         if nums.len() != 1 + 2 * tags.len() {
             return None;
         }
@@ -353,8 +485,11 @@ impl L2 {
         let Some(permit) = self.breaker.allow() else {
             return Err(Refused::Failed);
         };
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, inv.invoke_async::<u64>(&mut conn)).await {
+        let run = async {
+            let mut conn = self.connection().await?;
+            inv.invoke_async::<u64>(&mut conn).await
+        };
+        match tokio::time::timeout(self.timeout, run).await {
             Ok(Ok(v)) => {
                 permit.succeeded();
                 Ok(v)
@@ -426,9 +561,11 @@ impl L2 {
     pub(crate) async fn check_policy(&self) {
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("maxmemory-policy");
-        let mut conn = self.conn.clone();
-        if let Ok(Ok(v)) =
-            tokio::time::timeout(self.timeout, cmd.query_async::<Vec<String>>(&mut conn)).await
+        let run = async {
+            let mut conn = self.connection().await?;
+            cmd.query_async::<Vec<String>>(&mut conn).await
+        };
+        if let Ok(Ok(v)) = tokio::time::timeout(self.timeout, run).await
             && let Some(policy) = v.get(1)
             && policy.starts_with("allkeys")
         {

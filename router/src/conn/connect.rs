@@ -414,7 +414,11 @@ impl Db {
                 max_entry_bytes: config.max_entry_bytes,
                 join_deadline: st + Duration::from_secs(1),
             },
-            config.redis_url.as_deref().map(|u| (u, &config)),
+            config
+                .redis_url
+                .as_deref()
+                .or(config.redis_cluster.first().map(String::as_str))
+                .map(|u| (u, &config)),
             ns,
             catchup.clone(),
         )

@@ -1,0 +1,223 @@
+//! L2, tag versions and the invalidation bus on a Redis Cluster (three
+//! masters, three replicas, from scripts/cluster.sh): entries shared across
+//! instances, invalidations delivered, and every master handing over to its
+//! replica under load with no failed request and no stale read after.
+
+use entity::prelude::*;
+use entity::story;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use seaway::prelude::*;
+use seaway::{CacheOutcome, Db, Scope};
+use seaway_tests::{TestDb, cluster, insert_profile, insert_story, wait_for};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// The cluster's nodes, or `None` without the cluster.
+fn nodes() -> Option<Vec<String>> {
+    cluster()?;
+    match std::env::var("SEAWAY_REDIS_CLUSTER_URLS") {
+        Ok(v) if !v.is_empty() => Some(v.split(',').map(str::to_owned).collect()),
+        _ => {
+            assert!(
+                std::env::var("SEAWAY_REQUIRE_CLUSTER").is_err(),
+                "the Redis Cluster is required: eval \"$(scripts/cluster.sh env)\""
+            );
+            println!("SKIPPED: needs the Redis Cluster of scripts/cluster.sh");
+            None
+        }
+    }
+}
+
+/// Two instances on `t` with L2 on the Redis Cluster (B without an L1).
+async fn instances(t: &TestDb, nodes: &[String]) -> (Db, Db) {
+    let make = |l1: u64| {
+        let mut c = t.config().l1_max_bytes(l1).build();
+        c.redis_url = None;
+        c.redis_cluster = nodes.to_vec();
+        c
+    };
+    let a = Db::connect(make(64 << 20)).await.expect("A");
+    let b = Db::connect(make(0)).await.expect("B");
+    for db in [&a, &b] {
+        wait_for(Duration::from_secs(10), || async {
+            let h = db.health().await;
+            h.cache.l2_healthy && h.cache.bus_healthy
+        })
+        .await
+        .expect("L2 and the bus up on the Redis Cluster");
+    }
+    (a, b)
+}
+
+async fn title(db: &Db, id: i64) -> (Option<String>, CacheOutcome) {
+    let scope = Scope::new();
+    let m = scope
+        .run(async {
+            Story::find_by_id(id)
+                .using_replica()
+                .cached()
+                .one(db)
+                .await
+                .expect("read")
+        })
+        .await;
+    (
+        m.map(|m| m.title),
+        scope.state().last_cache().expect("outcome"),
+    )
+}
+
+async fn replicated(t: &TestDb, id: i64, want: &str) {
+    for i in 0..t.replica_urls.len() {
+        let r = t.replica(i).await;
+        wait_for(Duration::from_secs(5), || async {
+            Story::find_by_id(id)
+                .one(&r)
+                .await
+                .ok()
+                .flatten()
+                .map(|m| m.title)
+                == Some(want.to_owned())
+        })
+        .await
+        .expect("replicated");
+    }
+}
+
+async fn set_title(db: &Db, id: i64, t: &str) -> Result<(), sea_orm::DbErr> {
+    Story::update_many()
+        .col_expr(story::Column::Title, Expr::value(t))
+        .filter(story::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+/// An entry stored by A is an L2 hit on B, and A's write reaches B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_and_invalidations_cross_instances_on_a_redis_cluster() {
+    let Some(nodes) = nodes() else { return };
+    let c = cluster().expect("cluster");
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("rcluster").await;
+    let (a, b) = instances(&t, &nodes).await;
+    let author = insert_profile(a.primary(), "rc").await;
+    let id = insert_story(a.primary(), author, "v0", true).await;
+    replicated(&t, id, "v0").await;
+    assert_eq!(title(&a, id).await.0.as_deref(), Some("v0"));
+    // B (no L1) finds A's entry in the cluster (after a topology change the
+    // first calls may time out and skip L2 for a back-off)
+    wait_for(Duration::from_secs(5), || async {
+        title(&b, id).await == (Some("v0".into()), CacheOutcome::HitL2)
+    })
+    .await
+    .expect("B reads A's entry from the Redis Cluster");
+    set_title(&a, id, "v1").await.expect("write");
+    replicated(&t, id, "v1").await;
+    wait_for(Duration::from_secs(2), || async {
+        title(&b, id).await.0.as_deref() == Some("v1")
+    })
+    .await
+    .expect("B sees A's write through the cluster");
+    let stats = b.cache_stats().await;
+    assert!(stats.l2_enabled && stats.l2_healthy, "{stats:?}");
+}
+
+/// Every master of the Redis Cluster hands over to its replica (CLUSTER
+/// FAILOVER) while two instances take reads and writes: no request fails,
+/// and afterwards every instance reads what the primary holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_of_every_master_under_load_fails_nothing_and_leaves_nothing_stale() {
+    let Some(nodes) = nodes() else { return };
+    let c = cluster().expect("cluster");
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("rcfailover").await;
+    let (a, b) = instances(&t, &nodes).await;
+    let author = insert_profile(a.primary(), "rcf").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(insert_story(a.primary(), author, &format!("s{i}-0"), true).await);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        replicated(&t, *id, &format!("s{i}-0")).await;
+    }
+    let failed = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Instant::now() + Duration::from_secs(8);
+    let mut tasks = Vec::new();
+    for (w, db) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let (ids, failed, done) = (ids.clone(), failed.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            while Instant::now() < stop {
+                let id = ids[(w + n) % ids.len()];
+                let ok = if n.is_multiple_of(5) {
+                    set_title(&db, id, &format!("w{w}-{n}")).await.is_ok()
+                } else {
+                    Story::find_by_id(id)
+                        .using_replica()
+                        .cached()
+                        .one(&db)
+                        .await
+                        .is_ok()
+                };
+                if !ok {
+                    failed.fetch_add(1, Relaxed);
+                }
+                done.fetch_add(1, Relaxed);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    c.run(&["redis-cluster-failover"]);
+    let took = started.elapsed();
+    for task in tasks {
+        task.await.expect("load");
+    }
+    println!(
+        "failover of every master in {took:?} under load: {} requests, {} failed",
+        done.load(Relaxed),
+        failed.load(Relaxed)
+    );
+    assert_eq!(
+        failed.load(Relaxed),
+        0,
+        "requests failed during the failover"
+    );
+    // one more write per row, then every instance reads what the primary holds
+    for (i, id) in ids.iter().enumerate() {
+        set_title(&a, *id, &format!("final-{i}"))
+            .await
+            .expect("write");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let want = format!("final-{i}");
+        replicated(&t, *id, &want).await;
+        for (name, db) in [("A", &a), ("B", &b)] {
+            wait_for(Duration::from_secs(3), || async {
+                title(db, *id).await.0.as_deref() == Some(want.as_str())
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{name} still serves an old title of story {id}"));
+        }
+    }
+    let h = b.health().await;
+    assert!(h.cache.l2_healthy && h.cache.bus_healthy, "{:?}", h.cache);
+    let stats = b.cache_stats().await;
+    println!(
+        "B (no L1): {} L2 hits, {} L2 errors over the run",
+        stats.l2_hits, stats.l2_errors
+    );
+    assert!(
+        stats.l2_hits > 0,
+        "B read entries from the cluster: {stats:?}"
+    );
+}
