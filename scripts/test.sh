@@ -27,7 +27,7 @@ scripts/api-fuzz.sh
 SEAWAY_TEST_TLS=1 cargo test -p seaway-tests --test routing --test cache --test faults -- --nocapture
 # The library builds with no optional part, with each driver alone, and its
 # documentation builds without a warning (broken links included).
-for features in "" sqlite postgres "postgres,redis" "sqlite,axum,metrics" "postgres,redis,rustls"; do
+for features in "" sqlite postgres "postgres,redis" "sqlite,axum,metrics" "postgres,redis,rustls" "postgres,schema-sync"; do
     cargo check -p seaway --no-default-features --features "$features"
 done
 RUSTDOCFLAGS="-D warnings" cargo doc -p seaway --no-deps --all-features
