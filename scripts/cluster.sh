@@ -275,12 +275,17 @@ wait_redis_cluster() {
 }
 
 stop_redis_cluster() {
-  local i p
+  local i p n pids=()
   for i in 0 1 2 3 4 5; do
     p="$(cat "$RUN/rc$i.pid" 2>/dev/null || true)"
     [ -n "$p" ] || continue
     kill -CONT "$p" 2>/dev/null || true
     kill "$p" 2>/dev/null || true
+    pids+=("$p")
+  done
+  # gone before their directories are removed
+  for p in "${pids[@]}"; do
+    for n in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
   done
 }
 
