@@ -292,11 +292,14 @@ stop_redis_cluster() {
 # Each replica takes over from its master (CLUSTER FAILOVER: the master
 # stops writes until the replica has caught up, then they swap).
 redis_cluster_failover() {
-  local i port role
+  local i port replicas=()
+  # the replicas as they are now (a node that has just become one is not
+  # failed back over)
   for i in 0 1 2 3 4 5; do
     port=$((RC_PORT + i))
-    role="$(rc_cli "$port" role 2>/dev/null | head -1)"
-    [ "$role" = slave ] || continue
+    if [ "$(rc_cli "$port" role 2>/dev/null | head -1)" = slave ]; then replicas+=("$port"); fi
+  done
+  for port in "${replicas[@]}"; do
     rc_cli "$port" cluster failover >/dev/null
     local n
     for n in $(seq 1 100); do
