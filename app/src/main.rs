@@ -6,7 +6,7 @@ use migration::{Migrator, MigratorTrait};
 use std::process::ExitCode;
 
 /// jemalloc instead of glibc's allocator: under the load benchmark glibc's
-/// malloc and free took about a tenth of the service's CPU (BENCHMARKS.md).
+/// malloc and free took about a tenth of the service's CPU (BENCHMARKS.md, in its git history).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

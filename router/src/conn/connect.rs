@@ -31,7 +31,7 @@ fn options(
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
         // A liveness ping on every checkout doubles a point query's cost
-        // (BENCHMARKS.md): ping only connections idle for a while, and let a
+        // (BENCHMARKS.md, in its git history): ping only connections idle for a while, and let a
         // replica read that meets a dead connection retry on the primary.
         .test_before_acquire(false)
         .test_before_acquire_if_idle_for(Duration::from_secs(30))
