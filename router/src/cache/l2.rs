@@ -52,11 +52,25 @@ return new
 /// every tag's version and LSN, index row tags, and announce it.
 /// KEYS: epoch, seq, rows, then (tv, tl) per tag. ARGV: epoch, lsn (16
 /// hex), channel, instance, row flags ('1'/'0' per tag), then the tags' hex.
+///
+/// A version is the last one plus one, or the server's clock in
+/// microseconds when that is larger: a replica that took over from a
+/// master killed before it replicated its last versions (Redis replicates
+/// asynchronously) still gives every later write a version above all the
+/// lost ones, which instances that heard them already hold (a version only
+/// grows, `Versions::apply`); a plain counter would give them again, and the
+/// writes that got them would invalidate nothing
+/// (`a_killed_master_never_makes_a_later_write_invalidate_nothing`).
+/// Integers stay exact in Lua's doubles until 2^53 µs (the year 2255).
 const INVALIDATE: &str = r"
 local e = redis.call('GET', KEYS[1])
 if e ~= ARGV[1] then return redis.error_reply('SEAWAY_EPOCH') end
-local v = redis.call('INCR', KEYS[2])
 local t = redis.call('TIME')
+local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local v = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
+if us > v then v = us end
+v = string.format('%d', v)
+redis.call('SET', KEYS[2], v)
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = (#KEYS - 3) / 2
 local msg = ARGV[4] .. '\n' .. ARGV[1] .. '\n' .. ARGV[2] .. '\n' .. v
@@ -69,7 +83,7 @@ for i = 1, n do
   msg = msg .. '\n' .. ARGV[5 + i]
 end
 redis.call('PUBLISH', ARGV[3], msg)
-return v
+return tonumber(v)
 ";
 
 /// Deletes row tags whose last write is older than ARGV[2] (ms). KEYS: rows.

@@ -3,8 +3,10 @@
 //!
 //! # Consistency
 //!
-//! * Redis assigns versions from one counter per namespace and epoch, so a
-//!   tag's version only grows, even across the deletion of an idle row tag.
+//! * Redis assigns versions from one counter per namespace and epoch, floored
+//!   by its clock in microseconds, so a tag's version only grows, even across
+//!   the deletion of an idle row tag and a failover that lost the last
+//!   increments (`l2::INVALIDATE`).
 //!   Here a tag's Redis version is the largest ever seen ([`Versions::apply`]
 //!   takes the maximum): a reply that arrives after a newer message cannot
 //!   move it back (`a_stale_reply_never_moves_a_version_back`).
