@@ -20,6 +20,10 @@
 #   pause-redis / resume-redis        SIGSTOP / SIGCONT the Redis servers
 #   redis-cluster-failover   CLUSTER FAILOVER on each replica of the Redis
 #                      Cluster in turn (every master hands over to its replica)
+#   redis-cluster-kill PORT   SIGKILL that node; waits until its replica has
+#                      taken over (a master killed with no handover)
+#   redis-cluster-start       start every node not running and wait until
+#                      the cluster is ok (a killed master rejoins as a replica)
 #   pause-replica [N] / resume-replica [N]   SIGSTOP / SIGCONT replica N's processes
 #   stop-primary       stop the primary (replicas keep serving reads)
 #   start-primary      start it again and wait until every replica streams
@@ -232,18 +236,23 @@ stop_redis_tls() {
 rc_cli() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
 rc_ok() { rc_cli "$1" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; }
 
+# Node I of the Redis Cluster, unless it answers (a node started again
+# rejoins from its nodes.conf: a master that was failed over, as a replica).
+start_rc_node() {
+  local i=$1 port=$((RC_PORT + $1))
+  rc_cli "$port" ping >/dev/null 2>&1 && return 0
+  mkdir -p "$BASE/rc$i"
+  redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+    --cluster-config-file "$BASE/rc$i/nodes.conf" --cluster-node-timeout 1000 \
+    --save "" --appendonly no --daemonize yes --dir "$BASE/rc$i" \
+    --pidfile "$RUN/rc$i.pid" --logfile "$BASE/rc$i.log" >/dev/null
+}
+
 start_redis_cluster() {
-  local i port nodes=()
+  local i nodes=()
   for i in 0 1 2 3 4 5; do
-    port=$((RC_PORT + i))
-    nodes+=("127.0.0.1:$port")
-    if ! rc_cli "$port" ping >/dev/null 2>&1; then
-      mkdir -p "$BASE/rc$i"
-      redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
-        --cluster-config-file "$BASE/rc$i/nodes.conf" --cluster-node-timeout 1000 \
-        --save "" --appendonly no --daemonize yes --dir "$BASE/rc$i" \
-        --pidfile "$RUN/rc$i.pid" --logfile "$BASE/rc$i.log" >/dev/null
-    fi
+    nodes+=("127.0.0.1:$((RC_PORT + i))")
+    start_rc_node "$i"
   done
   for i in 0 1 2 3 4 5; do
     local n
@@ -257,10 +266,7 @@ start_redis_cluster() {
 }
 
 # Masters serving slots, not failed, as node 0 sees them.
-rc_masters() {
-  rc_cli "$RC_PORT" cluster nodes 2>/dev/null \
-    | awk '$3 ~ /master/ && $3 !~ /fail/ && $9 != "" { n++ } END { print n + 0 }'
-}
+rc_masters() { rc_masters_seen_by "$RC_PORT"; }
 
 # Until every node says the cluster is ok and sees three masters.
 wait_redis_cluster() {
@@ -308,6 +314,25 @@ redis_cluster_failover() {
     done
   done
   wait_redis_cluster
+}
+
+# SIGKILLs the Redis Cluster node on PORT (no shutdown, no handover: its
+# replica takes over once the others see it fail), then waits until it has.
+redis_cluster_kill() {
+  local port=$1 i=$(($1 - RC_PORT)) n
+  [ "$i" -ge 0 ] && [ "$i" -le 5 ] || die "redis-cluster-kill: not a cluster port: $port"
+  kill -KILL "$(cat "$RUN/rc$i.pid")"
+  for n in $(seq 1 200); do
+    [ "$(rc_masters_seen_by "$(( (i + 1) % 6 + RC_PORT ))")" = 3 ] && return 0
+    sleep 0.1
+  done
+  die "no replica took over from the killed node :$port"
+}
+
+# Masters serving slots, not failed, as the node on PORT sees them.
+rc_masters_seen_by() {
+  rc_cli "$1" cluster nodes 2>/dev/null \
+    | awk '$3 ~ /master/ && $3 !~ /fail/ && $9 != "" { n++ } END { print n + 0 }'
 }
 
 tls_role() {
@@ -448,6 +473,11 @@ case "$cmd" in
     signal_tree CONT "$(cat "$RUN/redis-tls.pid" 2>/dev/null)"
     ;;
   redis-cluster-failover) redis_cluster_failover ;;
+  redis-cluster-kill) redis_cluster_kill "${1:?redis-cluster-kill PORT}" ;;
+  redis-cluster-start)
+    for i in 0 1 2 3 4 5; do start_rc_node "$i"; done
+    wait_redis_cluster
+    ;;
   pause-replica) signal_tree STOP "$(pg_pid "$(replica_dir "${1:-1}")")" ;;
   resume-replica) signal_tree CONT "$(pg_pid "$(replica_dir "${1:-1}")")" ;;
   psql)
@@ -460,7 +490,7 @@ case "$cmd" in
     exec psql -X -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
     ;;
   *)
-    sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$cmd" ] || exit 2
     ;;
 esac

@@ -125,24 +125,22 @@ async fn entries_and_invalidations_cross_instances_on_a_redis_cluster() {
     assert!(stats.l2_enabled && stats.l2_healthy, "{stats:?}");
 }
 
-/// Every master of the Redis Cluster hands over to its replica (CLUSTER
-/// FAILOVER) while two instances take reads and writes: no request fails,
-/// and afterwards every instance reads what the primary holds.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failover_of_every_master_under_load_fails_nothing_and_leaves_nothing_stale() {
-    let Some(nodes) = nodes() else { return };
-    let c = cluster().expect("cluster");
-    let _g = c.exclusive().await;
-    let t = c.fresh_db("rcfailover").await;
-    let (a, b) = instances(&t, &nodes).await;
-    let author = insert_profile(a.primary(), "rcf").await;
+/// Five replicated stories on `t`, by one author.
+async fn stories(t: &TestDb, a: &Db, name: &str) -> Vec<i64> {
+    let author = insert_profile(a.primary(), name).await;
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(insert_story(a.primary(), author, &format!("s{i}-0"), true).await);
     }
     for (i, id) in ids.iter().enumerate() {
-        replicated(&t, *id, &format!("s{i}-0")).await;
+        replicated(t, *id, &format!("s{i}-0")).await;
     }
+    ids
+}
+
+/// Reads and writes (one in five) of `ids` on A and B for 8 s, with
+/// `fault` run after 2 s; prints and returns (requests, failed).
+async fn under_load(a: &Db, b: &Db, ids: &[i64], what: &str, fault: impl FnOnce()) -> (u64, u64) {
     let failed = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let stop = Instant::now() + Duration::from_secs(8);
@@ -151,7 +149,7 @@ async fn a_failover_of_every_master_under_load_fails_nothing_and_leaves_nothing_
         .into_iter()
         .enumerate()
     {
-        let (ids, failed, done) = (ids.clone(), failed.clone(), done.clone());
+        let (ids, failed, done) = (ids.to_vec(), failed.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             let mut n = 0usize;
             while Instant::now() < stop {
@@ -177,31 +175,27 @@ async fn a_failover_of_every_master_under_load_fails_nothing_and_leaves_nothing_
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let started = Instant::now();
-    c.run(&["redis-cluster-failover"]);
+    fault();
     let took = started.elapsed();
     for task in tasks {
         task.await.expect("load");
     }
-    println!(
-        "failover of every master in {took:?} under load: {} requests, {} failed",
-        done.load(Relaxed),
-        failed.load(Relaxed)
-    );
-    assert_eq!(
-        failed.load(Relaxed),
-        0,
-        "requests failed during the failover"
-    );
-    // one more write per row, then every instance reads what the primary holds
+    let (done, failed) = (done.load(Relaxed), failed.load(Relaxed));
+    println!("{what} in {took:?} under load: {done} requests, {failed} failed");
+    (done, failed)
+}
+
+/// One more write per row, then A and B read what the primary holds.
+async fn converge(t: &TestDb, a: &Db, b: &Db, ids: &[i64]) {
     for (i, id) in ids.iter().enumerate() {
-        set_title(&a, *id, &format!("final-{i}"))
+        set_title(a, *id, &format!("final-{i}"))
             .await
             .expect("write");
     }
     for (i, id) in ids.iter().enumerate() {
         let want = format!("final-{i}");
-        replicated(&t, *id, &want).await;
-        for (name, db) in [("A", &a), ("B", &b)] {
+        replicated(t, *id, &want).await;
+        for (name, db) in [("A", a), ("B", b)] {
             wait_for(Duration::from_secs(3), || async {
                 title(db, *id).await.0.as_deref() == Some(want.as_str())
             })
@@ -209,8 +203,33 @@ async fn a_failover_of_every_master_under_load_fails_nothing_and_leaves_nothing_
             .unwrap_or_else(|_| panic!("{name} still serves an old title of story {id}"));
         }
     }
-    let h = b.health().await;
-    assert!(h.cache.l2_healthy && h.cache.bus_healthy, "{:?}", h.cache);
+    for db in [a, b] {
+        wait_for(Duration::from_secs(5), || async {
+            let h = db.health().await;
+            h.cache.l2_healthy && h.cache.bus_healthy
+        })
+        .await
+        .expect("L2 and the bus healthy again");
+    }
+}
+
+/// Every master of the Redis Cluster hands over to its replica (CLUSTER
+/// FAILOVER) while two instances take reads and writes: no request fails,
+/// and afterwards every instance reads what the primary holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_of_every_master_under_load_fails_nothing_and_leaves_nothing_stale() {
+    let Some(nodes) = nodes() else { return };
+    let c = cluster().expect("cluster");
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("rcfailover").await;
+    let (a, b) = instances(&t, &nodes).await;
+    let ids = stories(&t, &a, "rcf").await;
+    let (_, failed) = under_load(&a, &b, &ids, "failover of every master", || {
+        c.run(&["redis-cluster-failover"]);
+    })
+    .await;
+    assert_eq!(failed, 0, "requests failed during the failover");
+    converge(&t, &a, &b, &ids).await;
     let stats = b.cache_stats().await;
     println!(
         "B (no L1): {} L2 hits, {} L2 errors over the run",
@@ -220,4 +239,67 @@ async fn a_failover_of_every_master_under_load_fails_nothing_and_leaves_nothing_
         stats.l2_hits > 0,
         "B read entries from the cluster: {stats:?}"
     );
+}
+
+/// The port of the master that holds this test's versions, epoch and
+/// channel (the `{prefix:ns}` slot): the master whose keys include its
+/// epoch, among the masters `CLUSTER NODES` lists now.
+async fn versions_master(t: &TestDb, nodes: &[String]) -> String {
+    let pattern = format!("{{{}:*}}:epoch", t.prefix);
+    let seed = redis::Client::open(nodes[0].as_str()).expect("node");
+    let mut conn = seed
+        .get_multiplexed_async_connection()
+        .await
+        .expect("seed node");
+    let table: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut conn)
+        .await
+        .expect("cluster nodes");
+    for line in table.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 || !f[2].contains("master") || f[2].contains("fail") {
+            continue;
+        }
+        let addr = f[1].split('@').next().expect("address");
+        let client = redis::Client::open(format!("redis://{addr}/")).expect("master");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("master");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut conn)
+            .await
+            .expect("keys");
+        if !keys.is_empty() {
+            return addr.rsplit(':').next().expect("port").to_owned();
+        }
+    }
+    panic!("no master holds {pattern}");
+}
+
+/// The master that holds the versions is killed (SIGKILL: no handover, and
+/// whatever it had not replicated is lost) while two instances take reads
+/// and writes; its replica takes over, the node comes back as a replica.
+/// No request fails, and afterwards every instance reads what the primary
+/// holds (that no later write is lost with the old master's versions is
+/// `a_lost_version_never_makes_a_later_write_invalidate_nothing`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_under_load_fails_nothing_and_leaves_nothing_stale() {
+    let Some(nodes) = nodes() else { return };
+    let c = cluster().expect("cluster");
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("rckill").await;
+    let (a, b) = instances(&t, &nodes).await;
+    let ids = stories(&t, &a, "rck").await;
+    set_title(&a, ids[0], "s0-0").await.expect("a first write");
+    let port = versions_master(&t, &nodes).await;
+    let (_, failed) = under_load(&a, &b, &ids, "the versions' master killed", || {
+        c.run(&["redis-cluster-kill", &port]);
+        c.run(&["redis-cluster-start"]);
+    })
+    .await;
+    assert_eq!(failed, 0, "requests failed while the master was down");
+    converge(&t, &a, &b, &ids).await;
 }
