@@ -2,7 +2,8 @@
 # A local test cluster on loopback ports of its own: a PostgreSQL primary, two
 # streaming replicas (pg_basebackup -R, hot standby) and a Redis server with no
 # persistence; beside them, TLS: a CA made here with openssl, the PostgreSQL
-# servers with ssl=on (certificate for DNS:localhost only) and a TLS-only
+# servers with ssl=on (certificate for DNS:localhost only, and a login that a
+# client certificate from the CA opens) and a TLS-only
 # Redis with a password; and a Redis Cluster of three masters and three
 # replicas. Data lives under target/seaway-cluster (ignored by git).
 #
@@ -48,6 +49,8 @@ RC_PORT=$((REDIS_PORT + 10))
 REDIS_TLS_PORT=$((REDIS_PORT + 1))
 # A login that must use TLS and a password; the servers listen on loopback only.
 TLS_USER=seaway_tls
+# a login with no password that only a client certificate (CN=it) opens
+CERT_USER=seaway_cert
 TLS_PASSWORD=seaway-tls-test-only
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
@@ -96,9 +99,11 @@ prepare_dirs() {
 }
 
 # A CA and a server certificate for DNS:localhost (not 127.0.0.1: a client
-# that verifies the host name and dials the address must refuse it).
+# that verifies the host name and dials the address must refuse it); a client
+# certificate from the CA for CERT_USER, and a "rogue" one that no server
+# trusts (self-signed, same name).
 make_certs() {
-  [ -f "$TLS_DIR/server.pem" ] && return 0
+  [ -f "$TLS_DIR/rogue.pem" ] && return 0
   command -v openssl >/dev/null 2>&1 || die "openssl is needed for the TLS servers"
   mkdir -p "$TLS_DIR"
   (
@@ -110,8 +115,15 @@ make_certs() {
     printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >ext.cnf
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
       -extfile ext.cnf -out server.pem 2>/dev/null
-    chmod 600 server.key ca.key
-    chmod 644 ca.pem server.pem
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$CERT_USER" \
+      -keyout client.key -out client.csr 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >client.cnf
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile client.cnf -out client.pem 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$CERT_USER" \
+      -keyout rogue.key -out rogue.pem 2>/dev/null
+    chmod 600 server.key ca.key client.key rogue.key
+    chmod 644 ca.pem server.pem client.pem rogue.pem
   )
   if is_root; then chown -R postgres: "$TLS_DIR"; chmod 755 "$TLS_DIR"; fi
 }
@@ -136,9 +148,12 @@ cluster_name = '$name'
 ssl = on
 ssl_cert_file = '$TLS_DIR/server.pem'
 ssl_key_file = '$TLS_DIR/server.key'
+ssl_ca_file = '$TLS_DIR/ca.pem'
 EOF
-    # the TLS login: TLS and a password, or nothing (first match wins)
+    # the TLS login: TLS and a password, or nothing; the certificate login:
+    # TLS and a client certificate from the CA (first match wins)
     { printf 'hostnossl all %s 127.0.0.1/32 reject\nhostssl all %s 127.0.0.1/32 scram-sha-256\n' "$TLS_USER" "$TLS_USER"
+      printf 'hostnossl all %s 127.0.0.1/32 reject\nhostssl all %s 127.0.0.1/32 cert\n' "$CERT_USER" "$CERT_USER"
       cat "$dir/pg_hba.conf"
       printf 'host all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n'
     } >"$dir/pg_hba.new"
@@ -214,7 +229,7 @@ start_redis_tls() {
     log "starting TLS redis on 127.0.0.1:$REDIS_TLS_PORT"
     redis-server --port 0 --tls-port "$REDIS_TLS_PORT" --bind 127.0.0.1 \
       --tls-cert-file "$TLS_DIR/server.pem" --tls-key-file "$TLS_DIR/server.key" \
-      --tls-ca-cert-file "$TLS_DIR/ca.pem" --tls-auth-clients no \
+      --tls-ca-cert-file "$TLS_DIR/ca.pem" --tls-auth-clients optional \
       --requirepass "$TLS_PASSWORD" --save "" --appendonly no \
       --daemonize yes --dir "$BASE/redis-tls" --pidfile "$RUN/redis-tls.pid" \
       --logfile "$BASE/redis-tls.log" >/dev/null
@@ -337,6 +352,7 @@ rc_masters_seen_by() {
 
 tls_role() {
   q "$PG_PORT" "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$TLS_USER') THEN CREATE ROLE $TLS_USER LOGIN SUPERUSER PASSWORD '$TLS_PASSWORD'; END IF; END \$\$" >/dev/null
+  q "$PG_PORT" "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$CERT_USER') THEN CREATE ROLE $CERT_USER LOGIN SUPERUSER; END IF; END \$\$" >/dev/null
 }
 
 start_redis() {
@@ -375,6 +391,9 @@ print_env() {
   echo "export SEAWAY_TLS_DATABASE_URL='postgres://$TLS_USER:$TLS_PASSWORD@localhost:$PG_PORT/postgres?$tls'"
   echo "export SEAWAY_TLS_READ_REPLICA_URLS='$(IFS=,; echo "${turls[*]}")'"
   echo "export SEAWAY_TLS_REDIS_URL='rediss://default:$TLS_PASSWORD@localhost:$REDIS_TLS_PORT/'"
+  echo "export SEAWAY_TLS_CERT_USER=$CERT_USER"
+  echo "export SEAWAY_TLS_CLIENT_CERT='$TLS_DIR/client.pem' SEAWAY_TLS_CLIENT_KEY='$TLS_DIR/client.key'"
+  echo "export SEAWAY_TLS_ROGUE_CERT='$TLS_DIR/rogue.pem' SEAWAY_TLS_ROGUE_KEY='$TLS_DIR/rogue.key'"
 }
 
 set_lag() {
@@ -490,7 +509,7 @@ case "$cmd" in
     exec psql -X -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
     ;;
   *)
-    sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$cmd" ] || exit 2
     ;;
 esac

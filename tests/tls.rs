@@ -1,9 +1,11 @@
 //! TLS and passwords, on the cluster's TLS twins (scripts/cluster.sh makes a
 //! CA, runs the PostgreSQL servers with ssl=on and a TLS-only Redis with a
 //! password): routing, the cache and cross-instance invalidation over
-//! `verify-full` and `rediss://` with a private CA; a wrong host name, a
-//! wrong password and a missing CA are refused with errors that say what
-//! failed and never show the password.
+//! `verify-full` and `rediss://` with a private CA; client certificates
+//! (PostgreSQL `cert` authentication, Redis checking what clients present)
+//! and a restricted Redis ACL user; a wrong host name, a wrong password, a
+//! certificate from another CA and a missing CA are refused with errors
+//! that say what failed and never show the password.
 
 use entity::prelude::*;
 use sea_orm::{ConnectionTrait, Database, EntityTrait, Statement};
@@ -252,4 +254,178 @@ async fn wrong_passwords_and_a_missing_ca_are_refused_without_showing_secrets() 
     );
     let debug = format!("{:?} {:?}", db, Config::builder().redis_url(&redis).build());
     assert!(!debug.contains(PASSWORD), "{debug}");
+}
+
+/// Mutual TLS and an ACL user: a PostgreSQL login that only a client
+/// certificate from the CA opens (`cert` authentication, on the primary and
+/// every replica), and the TLS Redis, which checks any certificate a client
+/// presents, reached as an ACL user restricted to its own keys and channels
+/// with no dangerous command. Routing, L2 and the bus work; with no
+/// certificate, and with a self-signed one of the same name, PostgreSQL
+/// refuses and says why, and Redis is refused (the service runs on L1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_and_an_acl_user_open_postgresql_and_redis() {
+    let Some((primary, replicas, redis, ca)) = tls() else {
+        return;
+    };
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} (scripts/cluster.sh env)"));
+    let user = env("SEAWAY_TLS_CERT_USER");
+    let (cert, key) = (env("SEAWAY_TLS_CLIENT_CERT"), env("SEAWAY_TLS_CLIENT_KEY"));
+    let (rogue_cert, rogue_key) = (env("SEAWAY_TLS_ROGUE_CERT"), env("SEAWAY_TLS_ROGUE_KEY"));
+    let c = cluster().expect("cluster");
+    let _g = c.shared().await;
+    let (primary, replicas) = fresh(&primary, &replicas).await;
+    // the certificate login in place of the password one
+    let login = |url: &str, client: Option<(&str, &str)>| {
+        let url = url.replacen(&format!("seaway_tls:{PASSWORD}@"), &format!("{user}@"), 1);
+        match client {
+            Some((cert, key)) => format!("{url}&sslcert={cert}&sslkey={key}"),
+            None => url,
+        }
+    };
+    let redis_cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["--tls", "--cacert", &ca, "-h", "localhost", "-p"])
+            .arg(
+                redis
+                    .rsplit(':')
+                    .next()
+                    .expect("port")
+                    .trim_end_matches('/'),
+            )
+            .args(["--user", "default", "--pass", PASSWORD, "--no-auth-warning"])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let prefix = format!("tls-acl:{:08x}", rand::random::<u32>());
+    let acl_password = "acl-only-pass-k4";
+    let acl = redis_cli(&[
+        "ACL",
+        "SETUSER",
+        "seaway_acl",
+        "reset",
+        "on",
+        &format!(">{acl_password}"),
+        &format!("~{prefix}:*"),
+        &format!("~{{{prefix}:*"),
+        &format!("&{{{prefix}:*"),
+        "+@all",
+        "-@dangerous",
+        "+info",
+    ]);
+    assert_eq!(acl, "OK", "ACL SETUSER");
+    let acl_redis = redis.replacen(
+        &format!("default:{PASSWORD}@"),
+        &format!("seaway_acl:{acl_password}@"),
+        1,
+    );
+    // the PostgreSQL servers get the CA's certificate, Redis `redis_cert`
+    let config = |l1: u64, redis_cert: (&str, &str)| {
+        let client = (cert.as_str(), key.as_str());
+        let mut b = Config::builder()
+            .database_url(login(&primary, Some(client)))
+            .redis_url(&acl_redis)
+            .redis_ca_file(&ca)
+            .redis_client_cert(redis_cert.0, redis_cert.1)
+            .key_prefix(&prefix)
+            .health_check_interval(Duration::from_millis(100))
+            .l1_max_bytes(l1)
+            .pool(1, 4);
+        for r in &replicas {
+            b = b.replica(login(r, Some(client)));
+        }
+        b.build()
+    };
+    let a = Db::connect(config(64 << 20, (&cert, &key)))
+        .await
+        .expect("A by certificate");
+    let b = Db::connect(config(0, (&cert, &key)))
+        .await
+        .expect("B by certificate");
+    let author = insert_profile(&a, "cert-author").await;
+    let id = insert_story(&a, author, "by certificate", true).await;
+    let read = async |db: &Db| {
+        let scope = Scope::new();
+        let title = scope
+            .run(async { Story::find_by_id(id).using_replica().cached().one(db).await })
+            .await
+            .expect("read")
+            .map(|m| m.title);
+        (
+            title,
+            scope.state().last_route(),
+            scope.state().last_cache(),
+        )
+    };
+    wait_for(Duration::from_secs(5), || async {
+        read(&a).await.0.as_deref() == Some("by certificate")
+    })
+    .await
+    .expect("replicated, read from a replica by certificate");
+    // (a fill is refused while the replica that answered is behind the
+    // insert's position: then the next read loads again)
+    wait_for(Duration::from_secs(5), || async {
+        let (_, route, cache) = read(&a).await;
+        matches!(route, Some(Route::Replica(_))) && cache == Some(CacheOutcome::Miss)
+            || cache == Some(CacheOutcome::HitL1)
+    })
+    .await
+    .expect("a replica's answer cached in L1");
+    assert_eq!(read(&a).await.2, Some(CacheOutcome::HitL1));
+    wait_for(Duration::from_secs(5), || async {
+        read(&b).await.2 == Some(CacheOutcome::HitL2)
+    })
+    .await
+    .expect("B reads A's entry from Redis as the ACL user");
+    wait_for(Duration::from_secs(5), || async {
+        b.health().await.cache.bus_healthy
+    })
+    .await
+    .expect("B's bus is up as the ACL user");
+    a.execute_raw(Statement::from_sql_and_values(
+        a.get_database_backend(),
+        "UPDATE stories SET title = $1 WHERE id = $2",
+        ["changed".into(), id.into()],
+    ))
+    .await
+    .expect("update");
+    wait_for(Duration::from_secs(5), || async {
+        read(&b).await.0.as_deref() == Some("changed")
+    })
+    .await
+    .expect("B sees A's write through the ACL user's channel");
+
+    // no certificate, or one the CA did not sign: PostgreSQL says why
+    for (what, client) in [
+        ("no certificate", None),
+        (
+            "a self-signed certificate",
+            Some((rogue_cert.as_str(), rogue_key.as_str())),
+        ),
+    ] {
+        let err = Db::connect(
+            Config::builder()
+                .database_url(login(&primary, client))
+                .build(),
+        )
+        .await
+        .expect_err(what);
+        let msg = err.to_string();
+        println!("PostgreSQL with {what}: {msg}");
+        assert!(msg.contains("client certificate"), "{what}: {msg}");
+    }
+    // Redis refuses the self-signed certificate: L2 stays down, reads work
+    let rogue = Db::connect(config(0, (&rogue_cert, &rogue_key)))
+        .await
+        .expect("Redis is optional at start");
+    assert_eq!(read(&rogue).await.0.as_deref(), Some("changed"));
+    let h = rogue.health().await;
+    println!("Redis with a self-signed client certificate: {:?}", h.cache);
+    assert!(
+        !h.cache.l2_healthy,
+        "Redis took a certificate its CA did not sign"
+    );
+    redis_cli(&["ACL", "DELUSER", "seaway_acl"]);
 }

@@ -144,6 +144,10 @@ pub struct Config {
     /// A PEM file of the CA that signed Redis's certificate (`rediss://`
     /// to a private CA); `None`: the system's roots.
     pub redis_ca_file: Option<std::path::PathBuf>,
+    /// A client certificate and its key, PEM files, for a Redis that
+    /// authenticates clients by certificate (mutual TLS, `rediss://`);
+    /// `None`: no certificate is presented.
+    pub redis_client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Time-to-live of cached query results; zero disables caching.
     pub cache_ttl: Duration,
     /// Upper bound of the L1 cache in bytes of encoded results.
@@ -229,6 +233,7 @@ impl fmt::Debug for Config {
                     .collect::<Vec<_>>(),
             )
             .field("redis_ca_file", &self.redis_ca_file)
+            .field("redis_client_cert", &self.redis_client_cert)
             .field("cache_ttl", &self.cache_ttl)
             .field("strategy", &self.strategy)
             .field("max_replica_lag", &self.max_replica_lag)
@@ -252,6 +257,7 @@ impl Default for Config {
             redis_url: None,
             redis_cluster: Vec::new(),
             redis_ca_file: None,
+            redis_client_cert: None,
             cache_ttl: DEFAULT_CACHE_TTL,
             l1_max_bytes: DEFAULT_L1_MAX_BYTES,
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
@@ -358,6 +364,24 @@ impl Config {
         }
         if let Some(v) = var("SEAWAY_REDIS_CA_FILE") {
             c.redis_ca_file = Some(v.into());
+        }
+        match (
+            var("SEAWAY_REDIS_CLIENT_CERT"),
+            var("SEAWAY_REDIS_CLIENT_KEY"),
+        ) {
+            (Some(cert), Some(key)) => c.redis_client_cert = Some((cert.into(), key.into())),
+            (None, None) => {}
+            (cert, _) => {
+                let (set, unset) = if cert.is_some() {
+                    ("SEAWAY_REDIS_CLIENT_CERT", "SEAWAY_REDIS_CLIENT_KEY")
+                } else {
+                    ("SEAWAY_REDIS_CLIENT_KEY", "SEAWAY_REDIS_CLIENT_CERT")
+                };
+                return Err(Error::Config {
+                    var: n(unset),
+                    message: format!("{} is set: a client certificate needs both", n(set)),
+                });
+            }
         }
         if let Some(v) = var("CACHE_TTL_SECS") {
             c.cache_ttl = Duration::from_secs(parse_num(&n("CACHE_TTL_SECS"), &v, 0, 86_400 * 30)?);
@@ -605,6 +629,16 @@ impl ConfigBuilder {
         self.0.redis_ca_file = Some(path.into());
         self
     }
+    /// A client certificate and its key for Redis, PEM files
+    /// ([`Config::redis_client_cert`]).
+    pub fn redis_client_cert(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.0.redis_client_cert = Some((cert.into(), key.into()));
+        self
+    }
     /// Cache time-to-live.
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.0.cache_ttl = ttl;
@@ -768,6 +802,17 @@ mod tests {
                 "SEAWAY_CACHE_MAX_ENTRY_BYTES",
             ),
             ("SEAWAY_TOKEN_SECRET", "short", "SEAWAY_TOKEN_SECRET"),
+            // a client certificate without its key, and a key alone
+            (
+                "SEAWAY_REDIS_CLIENT_CERT",
+                "/c.pem",
+                "SEAWAY_REDIS_CLIENT_KEY",
+            ),
+            (
+                "SEAWAY_REDIS_CLIENT_KEY",
+                "/c.key",
+                "SEAWAY_REDIS_CLIENT_CERT",
+            ),
         ];
         for (var, value, named) in cases {
             let err = from(&[(var, value)]).expect_err(var).to_string();

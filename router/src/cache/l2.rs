@@ -249,30 +249,58 @@ fn client(url: &str, config: &Config) -> Result<redis::Client, Error> {
             "rediss:// needs TLS: build seaway with its `rustls` feature".into(),
         ));
     }
-    match (&config.redis_ca_file, tls) {
-        #[cfg(feature = "rustls")]
-        (Some(path), true) => {
-            let pem = std::fs::read(path).map_err(|e| {
-                bad(
-                    "SEAWAY_REDIS_CA_FILE",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            redis::Client::build_with_tls(
-                url,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                },
-            )
-            .map_err(url_error)
+    if !tls {
+        for (set, var) in [
+            (config.redis_ca_file.is_some(), "SEAWAY_REDIS_CA_FILE"),
+            (
+                config.redis_client_cert.is_some(),
+                "SEAWAY_REDIS_CLIENT_CERT",
+            ),
+        ] {
+            if set {
+                return Err(bad(
+                    var,
+                    "is set but REDIS_URL is not rediss:// (TLS)".into(),
+                ));
+            }
         }
-        (Some(_), false) => Err(bad(
-            "SEAWAY_REDIS_CA_FILE",
-            "is set but REDIS_URL is not rediss:// (TLS)".into(),
-        )),
-        _ => redis::Client::open(url).map_err(url_error),
+        return redis::Client::open(url).map_err(url_error);
     }
+    #[cfg(feature = "rustls")]
+    if let Some(certs) = tls_certificates(config)? {
+        return redis::Client::build_with_tls(url, certs).map_err(url_error);
+    }
+    redis::Client::open(url).map_err(url_error)
+}
+
+/// The private CA and the client certificate of the configuration, read
+/// from their files; `None` when neither is set (the system's roots, no
+/// client certificate).
+#[cfg(feature = "rustls")]
+fn tls_certificates(config: &Config) -> Result<Option<redis::TlsCertificates>, Error> {
+    let read = |var: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| Error::Config {
+            var: var.into(),
+            message: format!("cannot read {}: {e}", path.display()),
+        })
+    };
+    let root_cert = match &config.redis_ca_file {
+        Some(path) => Some(read("SEAWAY_REDIS_CA_FILE", path)?),
+        None => None,
+    };
+    let client_tls = match &config.redis_client_cert {
+        Some((cert, key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("SEAWAY_REDIS_CLIENT_CERT", cert)?,
+            client_key: read("SEAWAY_REDIS_CLIENT_KEY", key)?,
+        }),
+        None => None,
+    };
+    Ok(
+        (root_cert.is_some() || client_tls.is_some()).then_some(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        }),
+    )
 }
 
 /// A client for a Redis Cluster reached through `nodes`.
@@ -289,15 +317,8 @@ fn cluster_client(nodes: &[String], config: &Config) -> Result<ClusterClient, Er
         .response_timeout(config.redis_timeout)
         .retries(1);
     #[cfg(feature = "rustls")]
-    if let Some(path) = &config.redis_ca_file {
-        let pem = std::fs::read(path).map_err(|e| Error::Config {
-            var: "SEAWAY_REDIS_CA_FILE".into(),
-            message: format!("cannot read {}: {e}", path.display()),
-        })?;
-        b = b.certs(redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(pem),
-        });
+    if let Some(certs) = tls_certificates(config)? {
+        b = b.certs(certs);
     }
     b.build().map_err(bad)
 }

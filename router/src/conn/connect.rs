@@ -44,8 +44,33 @@ fn options(
 async fn connect(url: &str, opts: ConnectOptions) -> Result<DatabaseConnection, Error> {
     Database::connect(opts).await.map_err(|e| Error::Connect {
         url: redact_url(url),
-        message: scrub(&e.to_string(), url),
+        message: tls_hint(scrub(&e.to_string(), url)),
     })
+}
+
+/// A TLS alert from the server, said in words: rustls reports the alert's
+/// name only.
+fn tls_hint(message: String) -> String {
+    let hint = [
+        (
+            "UnknownCA",
+            "the server does not trust the CA of the client certificate, sslcert",
+        ),
+        (
+            "BadCertificate",
+            "the server refused the client certificate, sslcert and sslkey",
+        ),
+        (
+            "CertificateRequired",
+            "the server requires a client certificate, sslcert and sslkey",
+        ),
+    ]
+    .into_iter()
+    .find(|(alert, _)| message.contains(&format!("alert: {alert}")));
+    match hint {
+        Some((_, hint)) => format!("{message} ({hint})"),
+        None => message,
+    }
 }
 
 /// A read-only twin of an SQLite URL (`mode=ro`), or `None` for in-memory.
