@@ -25,6 +25,8 @@
 #                      taken over (a master killed with no handover)
 #   redis-cluster-start       start every node not running and wait until
 #                      the cluster is ok (a killed master rejoins as a replica)
+#   stop-redis-cluster / pause-redis-cluster / resume-redis-cluster
+#                      the same for all six nodes at once
 #   pause-replica [N] / resume-replica [N]   SIGSTOP / SIGCONT replica N's processes
 #   stop-primary       stop the primary (replicas keep serving reads)
 #   start-primary      start it again and wait until every replica streams
@@ -493,6 +495,12 @@ case "$cmd" in
     ;;
   redis-cluster-failover) redis_cluster_failover ;;
   redis-cluster-kill) redis_cluster_kill "${1:?redis-cluster-kill PORT}" ;;
+  # every node at once, for a suite that runs on the Redis Cluster
+  stop-redis-cluster) stop_redis_cluster ;;
+  pause-redis-cluster | resume-redis-cluster)
+    [ "$cmd" = pause-redis-cluster ] && sig=STOP || sig=CONT
+    for i in 0 1 2 3 4 5; do kill "-$sig" "$(cat "$RUN/rc$i.pid" 2>/dev/null)" 2>/dev/null || true; done
+    ;;
   redis-cluster-start)
     for i in 0 1 2 3 4 5; do start_rc_node "$i"; done
     wait_redis_cluster
@@ -509,7 +517,7 @@ case "$cmd" in
     exec psql -X -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
     ;;
   *)
-    sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$cmd" ] || exit 2
     ;;
 esac

@@ -25,6 +25,9 @@ scripts/api-fuzz.sh
 # Once more over TLS (verify-full against the cluster's CA, passwords,
 # rediss://): routing, the cache, and the faults.
 SEAWAY_TEST_TLS=1 cargo test -p seaway-tests --test routing --test cache --test faults -- --nocapture
+# Once more with L2, versions and the bus on the Redis Cluster (its Redis
+# faults hit every node): the cache, the faults and the cache's promises.
+SEAWAY_TEST_REDIS_CLUSTER=1 cargo test -p seaway-tests --test cache --test faults --test consistency -- --nocapture
 # The library builds with no optional part, with each driver alone, and its
 # documentation builds without a warning (broken links included).
 for features in "" sqlite postgres "postgres,redis" "sqlite,axum,metrics" "postgres,redis,rustls" "postgres,schema-sync"; do

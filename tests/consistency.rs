@@ -301,6 +301,9 @@ async fn forged_tokens_are_refused_and_move_no_load() {
 #[tokio::test]
 async fn a_redis_restart_never_makes_an_old_entry_valid() {
     let Some(c) = cluster() else { return };
+    if !c.single_redis() {
+        return;
+    }
     let _g = c.exclusive().await;
     let t = c.fresh_db("epoch").await;
     // B reads through L2 only, so that what Redis holds is what it serves
@@ -404,6 +407,9 @@ async fn redis_cmd(t: &TestDb, args: &[&str]) {
 #[tokio::test]
 async fn a_lost_version_never_makes_a_later_write_invalidate_nothing() {
     let Some(c) = cluster() else { return };
+    if !c.single_redis() {
+        return;
+    }
     let _g = c.exclusive().await;
     let t = c.fresh_db("lostversion").await;
     let a = Db::connect(t.config().build()).await.expect("a");
@@ -484,6 +490,9 @@ async fn a_lost_version_never_makes_a_later_write_invalidate_nothing() {
 #[tokio::test]
 async fn a_deaf_instance_sees_writes_within_the_short_ttl() {
     let Some(c) = cluster() else { return };
+    if !c.single_redis() {
+        return;
+    }
     let _g = c.exclusive().await;
     let t = c.fresh_db("deaf").await;
     let a = Db::connect(t.config().build()).await.expect("a");
@@ -764,6 +773,9 @@ async fn a_stopped_replica_holds_no_read_past_the_statement_timeout() {
 #[tokio::test]
 async fn two_databases_on_one_redis_never_share_an_entry() {
     let Some(c) = cluster() else { return };
+    if !c.single_redis() {
+        return;
+    }
     let _g = c.shared().await;
     let t1 = c.fresh_db("ns_one").await;
     let t2 = c.fresh_db("ns_two").await;
@@ -797,6 +809,9 @@ async fn two_databases_on_one_redis_never_share_an_entry() {
 #[tokio::test]
 async fn an_entry_over_the_size_bound_is_served_but_not_stored_in_l2() {
     let Some(c) = cluster() else { return };
+    if !c.single_redis() {
+        return;
+    }
     let _g = c.shared().await;
     let t = c.fresh_db("oversize").await;
     let db = Db::connect(t.config().max_entry_bytes(500).build())

@@ -29,6 +29,9 @@ pub struct Cluster {
     pub redis: String,
     /// The CA of Redis's certificate (over TLS).
     pub redis_ca: Option<String>,
+    /// The Redis Cluster's nodes, when the suite runs on it instead of one
+    /// Redis (`SEAWAY_TEST_REDIS_CLUSTER=1`).
+    pub redis_cluster: Vec<String>,
     /// `scripts/cluster.sh`.
     pub script: String,
     /// A second, independent primary (another database cluster).
@@ -50,6 +53,8 @@ pub struct TestDb {
     pub prefix: String,
     /// The CA of Redis's certificate (over TLS).
     pub redis_ca: Option<String>,
+    /// The Redis Cluster's nodes, in place of `redis_url` when not empty.
+    pub redis_cluster: Vec<String>,
 }
 
 /// A guard: shared for ordinary tests, exclusive for fault injection.
@@ -65,9 +70,22 @@ pub enum Guard {
 ///
 /// With `SEAWAY_TEST_TLS=1` every server is reached over TLS instead (the
 /// cluster's `SEAWAY_TLS_*` URLs: `verify-full` against its CA, a password,
-/// `rediss://`), so that a suite runs once more over TLS.
+/// `rediss://`), so that a suite runs once more over TLS. With
+/// `SEAWAY_TEST_REDIS_CLUSTER=1` L2, versions and the bus are on the Redis
+/// Cluster instead (`SEAWAY_REDIS_CLUSTER_URLS`), and the Redis faults of
+/// [`Cluster::run`] hit every node of it.
 pub fn cluster() -> Option<Cluster> {
     let tls = std::env::var("SEAWAY_TEST_TLS").is_ok_and(|v| v == "1");
+    let redis_cluster: Vec<String> =
+        if std::env::var("SEAWAY_TEST_REDIS_CLUSTER").is_ok_and(|v| v == "1") {
+            std::env::var("SEAWAY_REDIS_CLUSTER_URLS")
+                .expect("SEAWAY_TEST_REDIS_CLUSTER=1 needs SEAWAY_REDIS_CLUSTER_URLS")
+                .split(',')
+                .map(str::to_owned)
+                .collect()
+        } else {
+            Vec::new()
+        };
     let var = |plain: &str| {
         let name = if tls {
             format!("SEAWAY_TLS_{plain}")
@@ -90,6 +108,7 @@ pub fn cluster() -> Option<Cluster> {
             } else {
                 None
             },
+            redis_cluster,
             script,
             other_primary: std::env::var("SEAWAY_OTHER_PRIMARY_URL").ok(),
         }),
@@ -140,11 +159,40 @@ impl Cluster {
         Guard::Exclusive(g)
     }
 
+    /// Whether the suite talks to one Redis (not the Redis Cluster): a test
+    /// that reads or writes Redis keys itself needs it, and otherwise prints
+    /// that it is skipped.
+    pub fn single_redis(&self) -> bool {
+        if !self.redis_cluster.is_empty() {
+            println!("SKIPPED on the Redis Cluster: this test reads Redis keys of one server");
+        }
+        self.redis_cluster.is_empty()
+    }
+
+    /// `scripts/cluster.sh` arguments as this suite means them: on the Redis
+    /// Cluster, Redis faults hit all of its nodes.
+    fn command<'a>(&self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut args = args.to_vec();
+        if !self.redis_cluster.is_empty()
+            && let Some(cmd) = args.first_mut()
+        {
+            *cmd = match *cmd {
+                "stop-redis" => "stop-redis-cluster",
+                "start-redis" => "redis-cluster-start",
+                "pause-redis" => "pause-redis-cluster",
+                "resume-redis" => "resume-redis-cluster",
+                other => other,
+            };
+        }
+        args
+    }
+
     /// Runs `scripts/cluster.sh ARGS`, panicking on failure.
     pub fn run(&self, args: &[&str]) {
+        let args = self.command(args);
         let out = Command::new("bash")
             .arg(&self.script)
-            .args(args)
+            .args(&args)
             .output()
             .expect("run cluster.sh");
         assert!(
@@ -156,7 +204,10 @@ impl Cluster {
 
     /// Runs `scripts/cluster.sh ARGS`, whatever it answers.
     pub fn try_run(&self, args: &[&str]) {
-        let _ = Command::new("bash").arg(&self.script).args(args).output();
+        let _ = Command::new("bash")
+            .arg(&self.script)
+            .args(self.command(args))
+            .output();
     }
 
     /// Every server up and running (none paused), no lag.
@@ -168,6 +219,8 @@ impl Cluster {
         self.run(&["start-replica", "1"]);
         self.run(&["start-replica", "2"]);
         self.run(&["start-redis"]);
+        self.try_run(&["resume-redis-cluster"]);
+        self.try_run(&["redis-cluster-start"]);
         self.run(&["lag", "0", "1"]);
         self.run(&["lag", "0", "2"]);
     }
@@ -206,6 +259,7 @@ impl Cluster {
             replica_urls,
             redis_url: self.redis.clone(),
             redis_ca: self.redis_ca.clone(),
+            redis_cluster: self.redis_cluster.clone(),
         }
     }
 }
@@ -216,10 +270,14 @@ impl TestDb {
     pub fn config(&self) -> seaway::ConfigBuilder {
         let mut b = seaway::Config::builder()
             .database_url(&self.primary_url)
-            .redis_url(&self.redis_url)
             .key_prefix(&self.prefix)
             .health_check_interval(Duration::from_millis(100))
             .pool(1, 8);
+        b = if self.redis_cluster.is_empty() {
+            b.redis_url(&self.redis_url)
+        } else {
+            b.redis_cluster(self.redis_cluster.clone())
+        };
         if let Some(ca) = &self.redis_ca {
             b = b.redis_ca_file(ca);
         }
