@@ -6,58 +6,12 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use seaway::prelude::*;
 use seaway::{CacheOutcome, Db, Scope};
-use seaway_tests::{TestDb, cluster, insert_profile, insert_story, wait_for};
+use seaway_tests::story::{
+    cached_title as title, cached_title_via as title_via, replicated_story, set_title,
+};
+use seaway_tests::{cluster, wait_for};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Reads story `id`'s title through the cache (routed to a replica) in a fresh scope.
-async fn title(db: &Db, id: i64) -> (Option<String>, CacheOutcome) {
-    title_via(db, id, seaway::READ_REPLICA).await
-}
-
-/// Reads story `id`'s title through the cache from `alias`. From the primary,
-/// a stale answer can come only from the cache, never from replica lag.
-async fn title_via(db: &Db, id: i64, alias: &str) -> (Option<String>, CacheOutcome) {
-    let scope = Scope::new();
-    let m = scope
-        .run(async {
-            Story::find_by_id(id)
-                .using(alias)
-                .cached()
-                .one(db)
-                .await
-                .expect("read")
-        })
-        .await;
-    (
-        m.map(|m| m.title),
-        scope.state().last_cache().expect("outcome"),
-    )
-}
-
-async fn set_title(db: &Db, id: i64, t: &str) {
-    Story::update_many()
-        .col_expr(story::Column::Title, Expr::value(t))
-        .filter(story::Column::Id.eq(id))
-        .exec(db)
-        .await
-        .expect("update");
-}
-
-/// A story that every replica already has.
-async fn replicated_story(t: &TestDb, db: &Db, title: &str) -> i64 {
-    let author = insert_profile(db.primary(), &format!("a{}", rand::random::<u32>())).await;
-    let id = insert_story(db.primary(), author, title, true).await;
-    for i in 0..t.replica_urls.len() {
-        let r = t.replica(i).await;
-        wait_for(Duration::from_secs(5), || async {
-            Story::find_by_id(id).one(&r).await.ok().flatten().is_some()
-        })
-        .await
-        .expect("replicated");
-    }
-    id
-}
 
 #[tokio::test]
 async fn tiers_hit_miss_expire_and_namespaces_isolate() {

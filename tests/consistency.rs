@@ -14,25 +14,11 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use seaway::prelude::*;
 use seaway::{CacheOutcome, Db, Scope};
-use seaway_tests::{TestDb, cluster, insert_profile, insert_story, wait_for};
+use seaway_tests::story::replicated_story;
+use seaway_tests::{TestDb, cluster, wait_for};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
-
-/// A story every replica has.
-async fn replicated_story(t: &TestDb, db: &Db, title: &str) -> i64 {
-    let author = insert_profile(db.primary(), &format!("a{}", rand::random::<u32>())).await;
-    let id = insert_story(db.primary(), author, title, true).await;
-    for i in 0..t.replica_urls.len() {
-        let r = t.replica(i).await;
-        wait_for(Duration::from_secs(5), || async {
-            Story::find_by_id(id).one(&r).await.ok().flatten().is_some()
-        })
-        .await
-        .expect("replicated");
-    }
-    id
-}
 
 /// Story `id`'s title through the cache from a replica, in a fresh scope
 /// (or in `scope`), with a filter that makes the query take `slow`.

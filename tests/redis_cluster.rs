@@ -4,11 +4,10 @@
 //! replica under load with no failed request and no stale read after.
 
 use entity::prelude::*;
-use entity::story;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::EntityTrait;
 use seaway::prelude::*;
-use seaway::{CacheOutcome, Db, Scope};
+use seaway::{CacheOutcome, Db};
+use seaway_tests::story::{cached_title, replicated_title, try_set_title};
 use seaway_tests::{TestDb, cluster, insert_profile, insert_story, wait_for};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -51,50 +50,6 @@ async fn instances(t: &TestDb, nodes: &[String]) -> (Db, Db) {
     (a, b)
 }
 
-async fn title(db: &Db, id: i64) -> (Option<String>, CacheOutcome) {
-    let scope = Scope::new();
-    let m = scope
-        .run(async {
-            Story::find_by_id(id)
-                .using_replica()
-                .cached()
-                .one(db)
-                .await
-                .expect("read")
-        })
-        .await;
-    (
-        m.map(|m| m.title),
-        scope.state().last_cache().expect("outcome"),
-    )
-}
-
-async fn replicated(t: &TestDb, id: i64, want: &str) {
-    for i in 0..t.replica_urls.len() {
-        let r = t.replica(i).await;
-        wait_for(Duration::from_secs(5), || async {
-            Story::find_by_id(id)
-                .one(&r)
-                .await
-                .ok()
-                .flatten()
-                .map(|m| m.title)
-                == Some(want.to_owned())
-        })
-        .await
-        .expect("replicated");
-    }
-}
-
-async fn set_title(db: &Db, id: i64, t: &str) -> Result<(), sea_orm::DbErr> {
-    Story::update_many()
-        .col_expr(story::Column::Title, Expr::value(t))
-        .filter(story::Column::Id.eq(id))
-        .exec(db)
-        .await
-        .map(|_| ())
-}
-
 /// An entry stored by A is an L2 hit on B, and A's write reaches B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_and_invalidations_cross_instances_on_a_redis_cluster() {
@@ -105,19 +60,19 @@ async fn entries_and_invalidations_cross_instances_on_a_redis_cluster() {
     let (a, b) = instances(&t, &nodes).await;
     let author = insert_profile(a.primary(), "rc").await;
     let id = insert_story(a.primary(), author, "v0", true).await;
-    replicated(&t, id, "v0").await;
-    assert_eq!(title(&a, id).await.0.as_deref(), Some("v0"));
+    replicated_title(&t, id, "v0").await;
+    assert_eq!(cached_title(&a, id).await.0.as_deref(), Some("v0"));
     // B (no L1) finds A's entry in the cluster (after a topology change the
     // first calls may time out and skip L2 for a back-off)
     wait_for(Duration::from_secs(5), || async {
-        title(&b, id).await == (Some("v0".into()), CacheOutcome::HitL2)
+        cached_title(&b, id).await == (Some("v0".into()), CacheOutcome::HitL2)
     })
     .await
     .expect("B reads A's entry from the Redis Cluster");
-    set_title(&a, id, "v1").await.expect("write");
-    replicated(&t, id, "v1").await;
+    try_set_title(&a, id, "v1").await.expect("write");
+    replicated_title(&t, id, "v1").await;
     wait_for(Duration::from_secs(2), || async {
-        title(&b, id).await.0.as_deref() == Some("v1")
+        cached_title(&b, id).await.0.as_deref() == Some("v1")
     })
     .await
     .expect("B sees A's write through the cluster");
@@ -133,7 +88,7 @@ async fn stories(t: &TestDb, a: &Db, name: &str) -> Vec<i64> {
         ids.push(insert_story(a.primary(), author, &format!("s{i}-0"), true).await);
     }
     for (i, id) in ids.iter().enumerate() {
-        replicated(t, *id, &format!("s{i}-0")).await;
+        replicated_title(t, *id, &format!("s{i}-0")).await;
     }
     ids
 }
@@ -155,7 +110,7 @@ async fn under_load(a: &Db, b: &Db, ids: &[i64], what: &str, fault: impl FnOnce(
             while Instant::now() < stop {
                 let id = ids[(w + n) % ids.len()];
                 let ok = if n.is_multiple_of(5) {
-                    set_title(&db, id, &format!("w{w}-{n}")).await.is_ok()
+                    try_set_title(&db, id, &format!("w{w}-{n}")).await.is_ok()
                 } else {
                     Story::find_by_id(id)
                         .using_replica()
@@ -188,16 +143,16 @@ async fn under_load(a: &Db, b: &Db, ids: &[i64], what: &str, fault: impl FnOnce(
 /// One more write per row, then A and B read what the primary holds.
 async fn converge(t: &TestDb, a: &Db, b: &Db, ids: &[i64]) {
     for (i, id) in ids.iter().enumerate() {
-        set_title(a, *id, &format!("final-{i}"))
+        try_set_title(a, *id, &format!("final-{i}"))
             .await
             .expect("write");
     }
     for (i, id) in ids.iter().enumerate() {
         let want = format!("final-{i}");
-        replicated(t, *id, &want).await;
+        replicated_title(t, *id, &want).await;
         for (name, db) in [("A", a), ("B", b)] {
             wait_for(Duration::from_secs(3), || async {
-                title(db, *id).await.0.as_deref() == Some(want.as_str())
+                cached_title(db, *id).await.0.as_deref() == Some(want.as_str())
             })
             .await
             .unwrap_or_else(|_| panic!("{name} still serves an old title of story {id}"));
@@ -293,7 +248,9 @@ async fn a_killed_master_under_load_fails_nothing_and_leaves_nothing_stale() {
     let t = c.fresh_db("rckill").await;
     let (a, b) = instances(&t, &nodes).await;
     let ids = stories(&t, &a, "rck").await;
-    set_title(&a, ids[0], "s0-0").await.expect("a first write");
+    try_set_title(&a, ids[0], "s0-0")
+        .await
+        .expect("a first write");
     let port = versions_master(&t, &nodes).await;
     let (_, failed) = under_load(&a, &b, &ids, "the versions' master killed", || {
         c.run(&["redis-cluster-kill", &port]);

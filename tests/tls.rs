@@ -57,6 +57,49 @@ async fn fresh(primary: &str, replicas: &[String]) -> (String, Vec<String>) {
     )
 }
 
+/// Story `id`'s title from a replica through the cache, where it came from
+/// and how.
+async fn read(db: &Db, id: i64) -> (Option<String>, Option<Route>, Option<CacheOutcome>) {
+    let scope = Scope::new();
+    let title = scope
+        .run(async { Story::find_by_id(id).using_replica().cached().one(db).await })
+        .await
+        .expect("read")
+        .map(|m| m.title);
+    (
+        title,
+        scope.state().last_route(),
+        scope.state().last_cache(),
+    )
+}
+
+/// B (no L1) reads A's entry of story `id` from Redis, and once B's bus is
+/// up, A's write of the story reaches B.
+async fn shared_and_invalidated(a: &Db, b: &Db, id: i64) {
+    wait_for(Duration::from_secs(5), || async {
+        read(b, id).await.2 == Some(CacheOutcome::HitL2)
+    })
+    .await
+    .expect("B reads A's entry from Redis");
+    wait_for(Duration::from_secs(5), || async {
+        b.health().await.cache.bus_healthy
+    })
+    .await
+    .expect("B's bus is up");
+    a.execute_raw(Statement::from_sql_and_values(
+        a.get_database_backend(),
+        "UPDATE stories SET title = $1 WHERE id = $2",
+        ["changed".into(), id.into()],
+    ))
+    .await
+    .expect("update");
+    wait_for(Duration::from_secs(5), || async {
+        read(b, id).await.0.as_deref() == Some("changed")
+    })
+    .await
+    .expect("B sees A's write");
+}
+
 /// Routing, the cache (L1, L2 over TLS) and cross-instance invalidation (the
 /// bus over TLS) with every server reached by `verify-full` against the
 /// cluster's CA, and every session of the TLS login encrypted.
@@ -110,48 +153,12 @@ async fn routing_and_the_cache_work_over_verified_tls() {
         .await
         .expect("replicated over TLS");
     }
-    let read = async |db: &Db| {
-        let scope = Scope::new();
-        let title = scope
-            .run(async { Story::find_by_id(id).using_replica().cached().one(db).await })
-            .await
-            .expect("read")
-            .map(|m| m.title);
-        (
-            title,
-            scope.state().last_route(),
-            scope.state().last_cache(),
-        )
-    };
-    let (title, route, cache) = read(&a).await;
+    let (title, route, cache) = read(&a, id).await;
     assert_eq!(title.as_deref(), Some("over tls"));
     assert!(matches!(route, Some(Route::Replica(_))), "{route:?}");
     assert_eq!(cache, Some(CacheOutcome::Miss));
-    assert_eq!(read(&a).await.2, Some(CacheOutcome::HitL1));
-    wait_for(Duration::from_secs(5), || async {
-        read(&b).await.2 == Some(CacheOutcome::HitL2)
-    })
-    .await
-    .expect("B reads A's entry from Redis over TLS");
-
-    // a write on A empties B (the bus over TLS)
-    wait_for(Duration::from_secs(5), || async {
-        b.health().await.cache.bus_healthy
-    })
-    .await
-    .expect("B's bus is up over TLS");
-    a.execute_raw(Statement::from_sql_and_values(
-        a.get_database_backend(),
-        "UPDATE stories SET title = $1 WHERE id = $2",
-        ["changed".into(), id.into()],
-    ))
-    .await
-    .expect("update");
-    wait_for(Duration::from_secs(5), || async {
-        read(&b).await.0.as_deref() == Some("changed")
-    })
-    .await
-    .expect("B sees A's write");
+    assert_eq!(read(&a, id).await.2, Some(CacheOutcome::HitL1));
+    shared_and_invalidated(&a, &b, id).await;
 
     // every session of the TLS login is encrypted
     let admin = Database::connect(&c.primary).await.expect("admin");
@@ -346,56 +353,19 @@ async fn client_certificates_and_an_acl_user_open_postgresql_and_redis() {
         .expect("B by certificate");
     let author = insert_profile(&a, "cert-author").await;
     let id = insert_story(&a, author, "by certificate", true).await;
-    let read = async |db: &Db| {
-        let scope = Scope::new();
-        let title = scope
-            .run(async { Story::find_by_id(id).using_replica().cached().one(db).await })
-            .await
-            .expect("read")
-            .map(|m| m.title);
-        (
-            title,
-            scope.state().last_route(),
-            scope.state().last_cache(),
-        )
-    };
     wait_for(Duration::from_secs(5), || async {
-        read(&a).await.0.as_deref() == Some("by certificate")
+        read(&a, id).await.0.as_deref() == Some("by certificate")
     })
     .await
     .expect("replicated, read from a replica by certificate");
     // (a fill is refused while the replica that answered is behind the
     // insert's position: then the next read loads again)
     wait_for(Duration::from_secs(5), || async {
-        let (_, route, cache) = read(&a).await;
-        matches!(route, Some(Route::Replica(_))) && cache == Some(CacheOutcome::Miss)
-            || cache == Some(CacheOutcome::HitL1)
+        read(&a, id).await.2 == Some(CacheOutcome::HitL1)
     })
     .await
     .expect("a replica's answer cached in L1");
-    assert_eq!(read(&a).await.2, Some(CacheOutcome::HitL1));
-    wait_for(Duration::from_secs(5), || async {
-        read(&b).await.2 == Some(CacheOutcome::HitL2)
-    })
-    .await
-    .expect("B reads A's entry from Redis as the ACL user");
-    wait_for(Duration::from_secs(5), || async {
-        b.health().await.cache.bus_healthy
-    })
-    .await
-    .expect("B's bus is up as the ACL user");
-    a.execute_raw(Statement::from_sql_and_values(
-        a.get_database_backend(),
-        "UPDATE stories SET title = $1 WHERE id = $2",
-        ["changed".into(), id.into()],
-    ))
-    .await
-    .expect("update");
-    wait_for(Duration::from_secs(5), || async {
-        read(&b).await.0.as_deref() == Some("changed")
-    })
-    .await
-    .expect("B sees A's write through the ACL user's channel");
+    shared_and_invalidated(&a, &b, id).await;
 
     // no certificate, or one the CA did not sign: PostgreSQL says why
     for (what, client) in [
@@ -420,7 +390,7 @@ async fn client_certificates_and_an_acl_user_open_postgresql_and_redis() {
     let rogue = Db::connect(config(0, (&rogue_cert, &rogue_key)))
         .await
         .expect("Redis is optional at start");
-    assert_eq!(read(&rogue).await.0.as_deref(), Some("changed"));
+    assert_eq!(read(&rogue, id).await.0.as_deref(), Some("changed"));
     let h = rogue.health().await;
     println!("Redis with a self-signed client certificate: {:?}", h.cache);
     assert!(

@@ -8,6 +8,8 @@
 //! returns, unless `SEAWAY_REQUIRE_CLUSTER=1` (set by `scripts/test.sh`),
 //! where it fails.
 
+pub mod story;
+
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use std::process::Command;
