@@ -1560,3 +1560,70 @@ async fn every_documented_operation_is_served() {
     }
     assert_eq!(operations, 19, "the operations of API.md");
 }
+
+/// Every operation the route tables (`app/src/routes/*.rs`) serve is in the
+/// OpenAPI document, and nothing else is: read from the tables' source, so
+/// that a route added without its document fails here.
+#[tokio::test]
+async fn every_routed_operation_is_documented() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../app/src/routes");
+    let mut routed = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).expect("app/src/routes") {
+        let src = std::fs::read_to_string(entry.expect("entry").path()).expect("source");
+        for call in src.split(".route(").skip(1) {
+            // the path, then the method chain up to the call's closing paren
+            let path = call.split('"').nth(1).expect("a path literal");
+            let mut depth = 1;
+            let end = call
+                .char_indices()
+                .find(|&(_, ch)| {
+                    depth += match ch {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map_or(call.len(), |(i, _)| i);
+            let chain = &call[..end];
+            for method in ["get", "post", "patch", "put", "delete"] {
+                let called = chain
+                    .match_indices(&format!("{method}("))
+                    .any(|(i, _)| i == 0 || !chain.as_bytes()[i - 1].is_ascii_alphanumeric());
+                if called {
+                    routed.insert((method.to_owned(), path.to_owned()));
+                }
+            }
+        }
+    }
+    let c = sqlite_client().await;
+    let doc = c.get("/openapi.json").await;
+    let documented: std::collections::BTreeSet<(String, String)> = doc.body["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .expect("operations")
+                .keys()
+                .map(|m| (m.clone(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    println!(
+        "{} operations routed, {} documented",
+        routed.len(),
+        documented.len()
+    );
+    assert_eq!(routed.len(), 19, "the operations of API.md: {routed:?}");
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routed but not documented: {undocumented:?}"
+    );
+    assert!(
+        unrouted.is_empty(),
+        "documented but not routed: {unrouted:?}"
+    );
+}

@@ -6,8 +6,10 @@
 //! The functions below are never called: they carry each operation's
 //! description for utoipa, next to the route table they mirror
 //! (`routes::*::router`; `tests/http.rs` checks that every documented
-//! operation is routed, and schemathesis, `scripts/api-fuzz.sh`, that every
-//! answer is documented).
+//! operation is routed and every routed one documented, and schemathesis,
+//! `scripts/api-fuzz.sh`, that every answer is documented). The answers
+//! and parameters many operations share (503, 413, the 400s, a page) are
+//! one type each.
 
 #![allow(dead_code, clippy::unused_async)]
 
@@ -37,6 +39,42 @@ pub struct ErrorDetail {
     /// The input at fault, when one is.
     #[schema(nullable = false)]
     field: Option<String>,
+}
+
+/// 503, on every operation that reads or writes.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 503, description = "the database is unavailable")]
+pub struct Unavailable(ErrorBody);
+
+/// 413, on every operation with a request body.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 413, description = "body over 1 MiB")]
+pub struct TooLarge(ErrorBody);
+
+/// 400, on the operations whose path holds ids and nothing else to refuse.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 400, description = "a bad id")]
+pub struct BadId(ErrorBody);
+
+/// 400, on the lists of a profile (an id and the page's parameters).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 400, description = "a bad id or parameter")]
+pub struct BadIdOrParameter(ErrorBody);
+
+/// 400, on the lists without an id.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 400, description = "a bad or unknown parameter")]
+pub struct BadParameter(ErrorBody);
+
+/// A page of a list: `limit` (1..=100, 20 when absent) and `offset`
+/// (0..=100000).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u64>,
+    #[param(minimum = 0, maximum = 100000)]
+    offset: Option<u64>,
 }
 
 /// The whole document.
@@ -90,9 +128,9 @@ pub fn document() -> String {
         (status = 201, description = "created", body = Profile),
         (status = 400, description = "not JSON, or not application/json", body = ErrorBody),
         (status = 409, description = "the username is taken", body = ErrorBody),
-        (status = 413, description = "body over 1 MiB", body = ErrorBody),
+        TooLarge,
         (status = 422, description = "a field is missing, unknown or invalid", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn create_profile() {}
 
@@ -100,9 +138,9 @@ async fn create_profile() {}
     params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, description = "the profile", body = Profile),
-        (status = 400, description = "a bad id", body = ErrorBody),
+        BadId,
         (status = 404, description = "no such profile", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn show_profile() {}
 
@@ -112,9 +150,9 @@ async fn show_profile() {}
         (status = 200, description = "the row as now stored", body = Profile),
         (status = 400, description = "a bad id, or not JSON", body = ErrorBody),
         (status = 404, description = "no such profile", body = ErrorBody),
-        (status = 413, description = "body over 1 MiB", body = ErrorBody),
+        TooLarge,
         (status = 422, description = "an unknown or invalid field", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn update_profile() {}
 
@@ -122,9 +160,9 @@ async fn update_profile() {}
     params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, description = "counts", body = Stats),
-        (status = 400, description = "a bad id", body = ErrorBody),
+        BadId,
         (status = 404, description = "no such profile", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn profile_stats() {}
 
@@ -133,10 +171,10 @@ async fn profile_stats() {}
     responses(
         (status = 201, description = "followed", body = Followed),
         (status = 200, description = "already followed", body = Followed),
-        (status = 400, description = "a bad id", body = ErrorBody),
+        BadId,
         (status = 404, description = "no such profile", body = ErrorBody),
         (status = 422, description = "a self-follow", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn follow() {}
 
@@ -144,50 +182,47 @@ async fn follow() {}
     params(("id" = i64, Path, minimum = 1), ("target_id" = i64, Path, minimum = 1)),
     responses(
         (status = 204, description = "not following (any more)"),
-        (status = 400, description = "a bad id", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        BadId,
+        Unavailable,
     ))]
 async fn unfollow() {}
 
 #[utoipa::path(get, path = "/profiles/{id}/followers", tag = "follows",
     params(
         ("id" = i64, Path, minimum = 1),
-        ("limit" = Option<u64>, Query, minimum = 1, maximum = 100),
-        ("offset" = Option<u64>, Query, minimum = 0, maximum = 100000),
+        Page,
     ),
     responses(
         (status = 200, description = "profiles that follow id", body = List<Profile>),
-        (status = 400, description = "a bad id or parameter", body = ErrorBody),
+        BadIdOrParameter,
         (status = 404, description = "no such profile", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn followers() {}
 
 #[utoipa::path(get, path = "/profiles/{id}/following", tag = "follows",
     params(
         ("id" = i64, Path, minimum = 1),
-        ("limit" = Option<u64>, Query, minimum = 1, maximum = 100),
-        ("offset" = Option<u64>, Query, minimum = 0, maximum = 100000),
+        Page,
     ),
     responses(
         (status = 200, description = "profiles id follows", body = List<Profile>),
-        (status = 400, description = "a bad id or parameter", body = ErrorBody),
+        BadIdOrParameter,
         (status = 404, description = "no such profile", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn following() {}
 
 #[utoipa::path(get, path = "/profiles/{id}/feed", tag = "follows",
     params(
         ("id" = i64, Path, minimum = 1),
-        ("limit" = Option<u64>, Query, minimum = 1, maximum = 100),
-        ("offset" = Option<u64>, Query, minimum = 0, maximum = 100000),
+        Page,
     ),
     responses(
         (status = 200, description = "published stories of the profiles id follows, newest first", body = List<Story>),
-        (status = 400, description = "a bad id or parameter", body = ErrorBody),
+        BadIdOrParameter,
         (status = 404, description = "no such profile", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn feed() {}
 
@@ -195,9 +230,9 @@ async fn feed() {}
     responses(
         (status = 201, description = "created", body = Story),
         (status = 400, description = "not JSON, or not application/json", body = ErrorBody),
-        (status = 413, description = "body over 1 MiB", body = ErrorBody),
+        TooLarge,
         (status = 422, description = "a field is missing, unknown or invalid, or the author does not exist", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn create_story() {}
 
@@ -208,25 +243,23 @@ async fn create_story() {}
         ("author_id" = Option<i64>, Query, minimum = 1),
         ("q" = Option<String>, Query, max_length = 200, pattern = "^[^\\u0000]*$", description = "case-insensitive title substring"),
         ("order" = Option<String>, Query, pattern = "^(recent|trending)$"),
-        ("limit" = Option<u64>, Query, minimum = 1, maximum = 100),
-        ("offset" = Option<u64>, Query, minimum = 0, maximum = 100000),
+        Page,
     ),
     responses(
         (status = 200, description = "a page of stories", body = List<Story>),
-        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        BadParameter,
+        Unavailable,
     ))]
 async fn list_stories() {}
 
 #[utoipa::path(get, path = "/stories/featured", tag = "stories",
     params(
-        ("limit" = Option<u64>, Query, minimum = 1, maximum = 100),
-        ("offset" = Option<u64>, Query, minimum = 0, maximum = 100000),
+        Page,
     ),
     responses(
         (status = 200, description = "published and featured stories, newest first", body = List<Story>),
-        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        BadParameter,
+        Unavailable,
     ))]
 async fn featured() {}
 
@@ -234,9 +267,9 @@ async fn featured() {}
     params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, description = "the story", body = Story),
-        (status = 400, description = "a bad id", body = ErrorBody),
+        BadId,
         (status = 404, description = "no such story", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn show_story() {}
 
@@ -246,9 +279,9 @@ async fn show_story() {}
         (status = 200, description = "the row as now stored", body = Story),
         (status = 400, description = "a bad id, or not JSON", body = ErrorBody),
         (status = 404, description = "no such story", body = ErrorBody),
-        (status = 413, description = "body over 1 MiB", body = ErrorBody),
+        TooLarge,
         (status = 422, description = "an unknown or invalid field", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn update_story() {}
 
@@ -256,9 +289,9 @@ async fn update_story() {}
     params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 204, description = "deleted"),
-        (status = 400, description = "a bad id", body = ErrorBody),
+        BadId,
         (status = 404, description = "no such story", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn remove_story() {}
 
@@ -266,9 +299,9 @@ async fn remove_story() {}
     params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, description = "counted", body = Views),
-        (status = 400, description = "a bad id", body = ErrorBody),
+        BadId,
         (status = 404, description = "no such story", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        Unavailable,
     ))]
 async fn view_story() {}
 
