@@ -430,3 +430,59 @@ async fn a_saturated_replica_pool_is_not_a_dead_replica() {
     assert_eq!(unhealthy_seen, 0, "a busy pool marked a replica unhealthy");
     assert_eq!(primary, 0, "reads moved to the primary");
 }
+
+/// Every connection of the primary's pool held by a slow statement: `/health`
+/// still answers 200 with the primary healthy and the service `degraded`
+/// (its ping runs on a connection of its own), and `ok` once they finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_primary_pool_is_degraded_not_down() {
+    let Some(c) = cluster() else { return };
+    let _g = c.shared().await;
+    let t = c.fresh_db("busy_primary").await;
+    let cfg = AppConfig {
+        seaway: t.config().pool(1, 2).build(),
+        listen_addr: "127.0.0.1:0".parse().expect("addr"),
+    };
+    let state: AppState = app::connect(&cfg).await.expect("connect");
+    let db = state.db.clone();
+    let r = app::router(state);
+    let (s, h, _) = send(&r, Method::GET, "/health", None, None).await;
+    assert_eq!(
+        (s, h["status"].as_str()),
+        (StatusCode::OK, Some("ok")),
+        "{h}"
+    );
+    use sea_orm::ConnectionTrait;
+    let holders: Vec<_> = (0..2)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.primary()
+                    .execute_unprepared("SELECT pg_sleep(3)")
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let (s, h, _) = send(&r, Method::GET, "/health", None, None).await;
+    let took = started.elapsed();
+    println!("primary pool held: /health {s} in {took:?}: {h}");
+    assert_eq!(s, StatusCode::OK, "{h}");
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["primary"]["healthy"], true, "{h}");
+    assert!(
+        took < Duration::from_secs(1),
+        "/health waited for the pool: {took:?}"
+    );
+    for holder in holders {
+        assert!(holder.await.expect("holder"), "the slow statements ran");
+    }
+    let (s, h, _) = send(&r, Method::GET, "/health", None, None).await;
+    assert_eq!(
+        (s, h["status"].as_str()),
+        (StatusCode::OK, Some("ok")),
+        "{h}"
+    );
+}
