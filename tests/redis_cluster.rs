@@ -196,21 +196,28 @@ async fn a_failover_of_every_master_under_load_fails_nothing_and_leaves_nothing_
     );
 }
 
+/// `CLUSTER NODES` as the first of `nodes` that answers sees it.
+async fn node_table(nodes: &[String]) -> String {
+    for url in nodes {
+        let client = redis::Client::open(url.as_str()).expect("node");
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+            && let Ok(table) = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async::<String>(&mut conn)
+                .await
+        {
+            return table;
+        }
+    }
+    panic!("no node of {nodes:?} answers");
+}
+
 /// The port of the master that holds this test's versions, epoch and
 /// channel (the `{prefix:ns}` slot): the master whose keys include its
 /// epoch, among the masters `CLUSTER NODES` lists now.
 async fn versions_master(t: &TestDb, nodes: &[String]) -> String {
     let pattern = format!("{{{}:*}}:epoch", t.prefix);
-    let seed = redis::Client::open(nodes[0].as_str()).expect("node");
-    let mut conn = seed
-        .get_multiplexed_async_connection()
-        .await
-        .expect("seed node");
-    let table: String = redis::cmd("CLUSTER")
-        .arg("NODES")
-        .query_async(&mut conn)
-        .await
-        .expect("cluster nodes");
+    let table = node_table(nodes).await;
     for line in table.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 3 || !f[2].contains("master") || f[2].contains("fail") {
@@ -259,4 +266,89 @@ async fn a_killed_master_under_load_fails_nothing_and_leaves_nothing_stale() {
     .await;
     assert_eq!(failed, 0, "requests failed while the master was down");
     converge(&t, &a, &b, &ids).await;
+}
+
+/// The ports of the cluster's nodes (as `CLUSTER NODES` lists them, failed
+/// ones left out) where this test's invalidation channel has a subscriber.
+async fn bus_nodes(t: &TestDb, nodes: &[String]) -> Vec<String> {
+    let table = node_table(nodes).await;
+    let mut found = Vec::new();
+    for line in table.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 || f[2].contains("fail") {
+            continue;
+        }
+        let addr = f[1].split('@').next().expect("address");
+        let Ok(client) = redis::Client::open(format!("redis://{addr}/")) else {
+            continue;
+        };
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            continue;
+        };
+        let channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg(format!("{{{}:*}}:inv", t.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if !channels.is_empty() {
+            found.push(addr.rsplit(':').next().expect("port").to_owned());
+        }
+    }
+    found
+}
+
+/// The node the instances' invalidation bus listens on is killed: each bus
+/// moves to another node of `REDIS_CLUSTER_URLS`, and a write on A again
+/// reaches B's L1 through it, well within the short TTL a deaf instance
+/// falls back to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_moves_to_another_node_when_its_node_dies() {
+    let Some(nodes) = nodes() else { return };
+    let c = cluster().expect("cluster");
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("rcbus").await;
+    let make = || {
+        let mut cfg = t.config().build();
+        cfg.redis_url = None;
+        cfg.redis_cluster = nodes.clone();
+        cfg
+    };
+    let a = Db::connect(make()).await.expect("A");
+    let b = Db::connect(make()).await.expect("B");
+    let up = || async {
+        let (ha, hb) = (a.health().await, b.health().await);
+        ha.cache.bus_healthy && hb.cache.bus_healthy
+    };
+    wait_for(Duration::from_secs(10), up)
+        .await
+        .expect("the buses up");
+    let before = bus_nodes(&t, &nodes).await;
+    println!("the bus listens on {before:?}");
+    let dead = before.first().expect("a node with the bus").clone();
+    let ids = stories(&t, &a, "rcb").await;
+    c.run(&["redis-cluster-kill", &dead]);
+    let back = wait_for(Duration::from_secs(10), up).await;
+    let after = bus_nodes(&t, &nodes).await;
+    println!("node :{dead} killed: buses back after {back:?}, now on {after:?}");
+    assert!(back.is_ok(), "the buses came back on another node");
+    assert!(!after.contains(&dead), "{after:?}");
+    let id = ids[0];
+    wait_for(Duration::from_secs(5), || async {
+        cached_title(&b, id).await == (Some("s0-0".into()), CacheOutcome::HitL1)
+    })
+    .await
+    .expect("B caches the story in L1");
+    try_set_title(&a, id, "moved").await.expect("write");
+    replicated_title(&t, id, "moved").await;
+    let seen = wait_for(Duration::from_millis(500), || async {
+        cached_title(&b, id).await.0.as_deref() == Some("moved")
+    })
+    .await;
+    println!("B saw A's write after {seen:?}");
+    assert!(
+        seen.is_ok(),
+        "A's write reached B's L1 through the moved bus"
+    );
+    c.run(&["redis-cluster-start"]);
 }
