@@ -60,7 +60,7 @@ return new
 /// lost ones, which instances that heard them already hold (a version only
 /// grows, `Versions::apply`); a plain counter would give them again, and the
 /// writes that got them would invalidate nothing
-/// (`a_killed_master_never_makes_a_later_write_invalidate_nothing`).
+/// (`a_lost_version_never_makes_a_later_write_invalidate_nothing`).
 /// Integers stay exact in Lua's doubles until 2^53 µs (the year 2255).
 const INVALIDATE: &str = r"
 local e = redis.call('GET', KEYS[1])
