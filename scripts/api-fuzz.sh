@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Fuzzes the service's HTTP contract with schemathesis, from the service's own
 # OpenAPI document (GET /openapi.json): every check, every phase (examples,
-# coverage, fuzzing, stateful), two workers. It runs the service once on the
+# coverage, fuzzing, stateful), one worker. It runs the service once on the
 # embedded SQLite default and, when the cluster's environment is set
 # (eval "$(scripts/cluster.sh env)"), once more on the PostgreSQL primary,
 # its replicas and Redis, in a database of its own. Any failure (a 5xx, a
 # status or body the document does not allow) fails the script.
 #
-# schemathesis comes from PyPI, pinned, into target/schemathesis-venv.
+# schemathesis comes from PyPI, pinned, into target/schemathesis-venv. One
+# worker: with two (threads), hypothesis parses lambdas with ast.parse in
+# both at once, and CPython 3.11 can fail that with "SystemError: AST
+# constructor recursion depth mismatch" (a fresh-clone run did, on
+# GET /stories/featured), a fault of the tool, not of the service.
 # SEAWAY_FUZZ_EXAMPLES (default 100) test cases per operation and phase;
 # SEAWAY_FUZZ_SEED (default fixed) for another exploration.
 set -euo pipefail
@@ -55,7 +59,7 @@ run_one() {
   "$VENV/bin/schemathesis" --config-file scripts/schemathesis.toml run \
     "http://127.0.0.1:$port/openapi.json" \
     --checks all --phases examples,coverage,fuzzing,stateful \
-    --max-examples "$EXAMPLES" --workers 2 --seed "$SEED" --no-color || rc=$?
+    --max-examples "$EXAMPLES" --workers 1 --seed "$SEED" --no-color || rc=$?
   if grep -q "panicked" "$WORK/service.log"; then
     log "$label: the service panicked"; grep -m5 -A5 panicked "$WORK/service.log" >&2; rc=1
   fi
