@@ -23,6 +23,8 @@
 #                      Cluster in turn (every master hands over to its replica)
 #   redis-cluster-kill PORT   SIGKILL that node; waits until its replica has
 #                      taken over (a master killed with no handover)
+#   redis-cluster-pause PORT / redis-cluster-resume PORT   SIGSTOP / SIGCONT
+#                      one node
 #   redis-cluster-start       start every node not running and wait until
 #                      the cluster is ok (a killed master rejoins as a replica)
 #   stop-redis-cluster / pause-redis-cluster / resume-redis-cluster
@@ -336,11 +338,18 @@ redis_cluster_failover() {
 # SIGKILLs the Redis Cluster node on PORT (no shutdown, no handover: its
 # replica takes over once the others see it fail), then waits until it has.
 redis_cluster_kill() {
-  local port=$1 i=$(($1 - RC_PORT)) n
+  local port=$1 i=$(($1 - RC_PORT)) n id seen
   [ "$i" -ge 0 ] && [ "$i" -le 5 ] || die "redis-cluster-kill: not a cluster port: $port"
+  id=$(rc_cli "$port" cluster myid)
+  seen=$(( (i + 1) % 6 + RC_PORT ))
   kill -KILL "$(cat "$RUN/rc$i.pid")"
+  # until another node counts it failed (not just suspected) and three
+  # masters serve the slots again
   for n in $(seq 1 200); do
-    [ "$(rc_masters_seen_by "$(( (i + 1) % 6 + RC_PORT ))")" = 3 ] && return 0
+    if rc_cli "$seen" cluster nodes 2>/dev/null | awk -v id="$id" '$1 == id && $3 ~ /(^|,)fail(,|$)/ { f = 1 } END { exit !f }' \
+      && [ "$(rc_masters_seen_by "$seen")" = 3 ]; then
+      return 0
+    fi
     sleep 0.1
   done
   die "no replica took over from the killed node :$port"
@@ -501,6 +510,13 @@ case "$cmd" in
     [ "$cmd" = pause-redis-cluster ] && sig=STOP || sig=CONT
     for i in 0 1 2 3 4 5; do kill "-$sig" "$(cat "$RUN/rc$i.pid" 2>/dev/null)" 2>/dev/null || true; done
     ;;
+  redis-cluster-pause | redis-cluster-resume)
+    port="${1:?$cmd PORT}"
+    i=$((port - RC_PORT))
+    [ "$i" -ge 0 ] && [ "$i" -le 5 ] || die "$cmd: :$port is not a node of the Redis Cluster"
+    [ "$cmd" = redis-cluster-pause ] && sig=STOP || sig=CONT
+    kill "-$sig" "$(cat "$RUN/rc$i.pid")"
+    ;;
   redis-cluster-start)
     for i in 0 1 2 3 4 5; do start_rc_node "$i"; done
     wait_redis_cluster
@@ -517,7 +533,7 @@ case "$cmd" in
     exec psql -X -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
     ;;
   *)
-    sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$cmd" ] || exit 2
     ;;
 esac
