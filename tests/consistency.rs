@@ -129,11 +129,15 @@ async fn a_replica_read_whose_snapshot_predates_a_write_is_never_stored() {
     }
     let s = db.cache_stats().await;
     println!(
-        "20 rounds: {stale} stale reads after catch-up, {} fills refused for lag",
-        s.refused_lag
+        "20 rounds: {stale} stale reads after catch-up, {} fills refused for lag, {} for a race \
+         (the write's own confirmation from Redis landing after the load began)",
+        s.refused_lag, s.refused_race
     );
     assert_eq!(stale, 0, "no stale fill was stored");
-    assert!(s.refused_lag >= 20, "each pre-write snapshot was refused");
+    assert!(
+        s.refused_lag + s.refused_race >= 20,
+        "each pre-write snapshot was refused"
+    );
     c.reset();
 }
 

@@ -352,3 +352,261 @@ async fn the_bus_moves_to_another_node_when_its_node_dies() {
     );
     c.run(&["redis-cluster-start"]);
 }
+
+/// A connection to the node on `port`.
+async fn node(port: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .expect("node")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("node")
+}
+
+/// The port of the replica of the master on `port`.
+async fn replica_of(nodes: &[String], port: &str) -> String {
+    let table = node_table(nodes).await;
+    let id = table
+        .lines()
+        .find(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.contains(&format!(":{port}@")))
+        })
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the master's id")
+        .to_owned();
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[2].contains("slave") && f[3] == id)
+        .map(|f| {
+            f[1].split('@')
+                .next()
+                .expect("address")
+                .rsplit(':')
+                .next()
+                .expect("port")
+                .to_owned()
+        })
+        .expect("a replica of the master")
+}
+
+/// This test's counter, tag versions and LSNs on the master on `port`.
+async fn bookkeeping(t: &TestDb, port: &str) -> Vec<(String, String)> {
+    let mut conn = node(port).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{{}:*", t.prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut out = Vec::new();
+    for k in keys {
+        if k.ends_with(":seq") || k.contains(":tv:") || k.contains(":tl:") {
+            let v: String = redis::cmd("GET")
+                .arg(&k)
+                .query_async(&mut conn)
+                .await
+                .expect("get");
+            out.push((k, v));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Sets the master on `port` back to `before` (see [`bookkeeping`]).
+async fn set_back(t: &TestDb, port: &str, before: &[(String, String)]) {
+    let mut conn = node(port).await;
+    for (k, _) in bookkeeping(t, port).await {
+        let _: () = redis::cmd("DEL")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
+    }
+    for (k, v) in before {
+        let _: () = redis::cmd("SET")
+            .arg(k)
+            .arg(v)
+            .query_async(&mut conn)
+            .await
+            .expect("set");
+    }
+}
+
+/// The versions' replica is paused (SIGSTOP) when A writes: the master
+/// runs the invalidation and announces it, but no replica acknowledges it.
+/// The write's versions are then set back on the master, as a takeover
+/// faster than the heartbeat deadline leaves them (the replica had not
+/// received them; the epoch stays). An instance that did not hear the
+/// announcement (C, started after) must not find the entry A stored before
+/// the write valid: A keeps the invalidation pending and sends it again
+/// until a replica acknowledges it (`WAIT 1`). Without that, C serves the
+/// old title from L2 until the entry's TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_no_redis_replica_acknowledged_is_sent_again() {
+    let Some(nodes) = nodes() else { return };
+    let c = cluster().expect("cluster");
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("rcwait").await;
+    let (a, b) = instances(&t, &nodes).await;
+    let id = stories(&t, &a, "rcw").await[0];
+    // a first write: A learns that the versions' master has a replica
+    try_set_title(&a, id, "v0").await.expect("write");
+    replicated_title(&t, id, "v0").await;
+    wait_for(Duration::from_secs(3), || async {
+        a.cache_stats().await.pending == 0
+    })
+    .await
+    .expect("the first write acknowledged");
+    assert_eq!(cached_title(&a, id).await.0.as_deref(), Some("v0"));
+    wait_for(Duration::from_secs(5), || async {
+        cached_title(&b, id).await == (Some("v0".into()), CacheOutcome::HitL2)
+    })
+    .await
+    .expect("A's entry in L2");
+    drop(b);
+    let master = versions_master(&t, &nodes).await;
+    let replica = replica_of(&nodes, &master).await;
+    let before = bookkeeping(&t, &master).await;
+    c.run(&["redis-cluster-pause", &replica]);
+    try_set_title(&a, id, "v1").await.expect("write");
+    wait_for(Duration::from_secs(2), || async {
+        bookkeeping(&t, &master).await != before
+    })
+    .await
+    .expect("the master took the invalidation");
+    // past the WAIT's timeout (half the Redis timeout): from here on no
+    // replica has acknowledged the write, and none can
+    tokio::time::sleep(seaway::settings::DEFAULT_REDIS_TIMEOUT * 2).await;
+    let unacknowledged = a.cache_stats().await.unacknowledged;
+    // the write's versions lost (the replica never had them)
+    set_back(&t, &master, &before).await;
+    let pending = a.cache_stats().await.pending;
+    c.run(&["redis-cluster-resume", &replica]);
+    let acked = wait_for(Duration::from_secs(5), || async {
+        a.cache_stats().await.pending == 0
+    })
+    .await;
+    replicated_title(&t, id, "v1").await;
+    let late = {
+        let mut cfg = t.config().l1_max_bytes(0).build();
+        cfg.redis_url = None;
+        cfg.redis_cluster = nodes.to_vec();
+        Db::connect(cfg).await.expect("C")
+    };
+    wait_for(Duration::from_secs(10), || async {
+        late.health().await.cache.l2_healthy
+    })
+    .await
+    .expect("C's L2 up");
+    let (title, outcome) = cached_title(&late, id).await;
+    println!(
+        "replica paused: {unacknowledged} unacknowledged, {pending} tags pending on A; \
+         acknowledged after resume: {acked:?}; \
+         C reads {title:?} ({outcome:?})"
+    );
+    assert!(
+        pending > 0,
+        "A counted an unacknowledged invalidation as taken"
+    );
+    assert_eq!(
+        title.as_deref(),
+        Some("v1"),
+        "C found the entry from before the write valid ({outcome:?})"
+    );
+    acked.expect("A's invalidation acknowledged once the replica is back");
+}
+
+/// The master that holds the versions is killed while every instance's bus
+/// listens on another node, so no subscription breaks: the heartbeats, which
+/// go to that slot, fail, the buses drop, and on the way back each instance
+/// takes the epoch the new master makes (its run id). An entry stored in
+/// the old epoch is then a miss on every instance, whatever the lost
+/// master had not replicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_versions_master_gives_every_instance_a_new_epoch() {
+    let Some(nodes) = nodes() else { return };
+    let c = cluster().expect("cluster");
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("rcepoch").await;
+    let (probe, _) = instances(&t, &nodes).await;
+    let master = versions_master(&t, &nodes).await;
+    let replica = replica_of(&nodes, &master).await;
+    drop(probe);
+    println!("the versions' master :{master}, its replica :{replica}");
+    // the buses listen first on a node that is neither
+    let mut order = nodes.to_vec();
+    order.sort_by_key(|u| u.contains(&format!(":{master}")) || u.contains(&format!(":{replica}")));
+    let (a, b) = instances(&t, &order).await;
+    let buses = bus_nodes(&t, &nodes).await;
+    assert!(
+        !buses.contains(&master),
+        "a bus listens on the versions' master: {buses:?}"
+    );
+    let id = stories(&t, &a, "rce").await[0];
+    assert_eq!(cached_title(&a, id).await.0.as_deref(), Some("s0-0"));
+    wait_for(Duration::from_secs(5), || async {
+        cached_title(&b, id).await == (Some("s0-0".into()), CacheOutcome::HitL2)
+    })
+    .await
+    .expect("A's entry in L2");
+    assert_eq!(cached_title(&a, id).await.1, CacheOutcome::HitL1);
+    let epoch_key = |m: &str| {
+        let m = m.to_owned();
+        let pattern = format!("{{{}:*}}:epoch", t.prefix);
+        async move {
+            let mut conn = node(&m).await;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut conn)
+                .await
+                .expect("keys");
+            let key = keys.first().expect("the epoch key").clone();
+            let v: String = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("epoch");
+            v
+        }
+    };
+    let old = epoch_key(&master).await;
+    c.run(&["redis-cluster-kill", &master]);
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut node(&replica).await)
+        .await
+        .expect("info");
+    let run_id = info
+        .lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .expect("run id")
+        .trim()
+        .to_owned();
+    let adopted = wait_for(Duration::from_secs(10), || async {
+        let (ha, hb) = (a.health().await, b.health().await);
+        ha.cache.bus_healthy
+            && hb.cache.bus_healthy
+            && epoch_key(&replica).await.starts_with(&format!("{run_id}:"))
+    })
+    .await;
+    let new = epoch_key(&replica).await;
+    // B first: A's read loads and stores the entry again, in the new epoch
+    let on_b = cached_title(&b, id).await;
+    let on_a = cached_title(&a, id).await;
+    println!(
+        "epoch {old} -> {new} (new master's run id {run_id}) after {adopted:?}; A {on_a:?}, B {on_b:?}"
+    );
+    c.run(&["redis-cluster-start"]);
+    adopted.expect("the new master's epoch, with both buses back");
+    assert_eq!(on_a.0.as_deref(), Some("s0-0"));
+    assert!(
+        on_a.1 != CacheOutcome::HitL1,
+        "A kept its L1 entry of the old epoch: {on_a:?}"
+    );
+    assert!(
+        on_b.1 != CacheOutcome::HitL2,
+        "B took the old epoch's entry: {on_b:?}"
+    );
+}

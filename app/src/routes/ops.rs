@@ -58,6 +58,7 @@ async fn snapshot(s: &AppState) -> serde_json::Value {
             "fills_refused": {"lag": c.refused_lag, "race": c.refused_race},
             "oversize": c.oversize,
             "pending_invalidations": c.pending,
+            "unacknowledged_invalidations": c.unacknowledged,
         },
     })
 }

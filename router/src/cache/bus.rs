@@ -4,7 +4,10 @@
 //!   epoch is checked (a new one drops everything) and L1 is emptied (what
 //!   was announced while it was down is unknown). While subscribed, the
 //!   instance publishes a heartbeat every [`HEARTBEAT`] and must receive its
-//!   own within [`HEARTBEAT_DEADLINE`]: a paused or stopped Redis, a
+//!   own within [`HEARTBEAT_DEADLINE`]. Each heartbeat also makes sure of
+//!   the epoch on the versions' master, so a failover (a new master, a new
+//!   run id) brings every instance a new epoch within a heartbeat, even when
+//!   no subscription broke. A paused or stopped Redis, a
 //!   half-open connection, or a `PUBLISH` refused by an ACL all end in
 //!   silence, and silence counts as loss. While the bus is lost, L1 entries
 //!   live at most [`SHORT_TTL`](super::SHORT_TTL) and L2 is not used.
@@ -124,9 +127,15 @@ async fn listen(l2: &L2, cache: &Weak<QueryCache>, ps: redis::aio::PubSub) {
                 }
                 if waiting.is_none() {
                     sent += 1;
-                    if l2.heartbeat(sent).await {
+                    if let Some(epoch) = l2.heartbeat(sent).await {
                         failed_publishes = 0;
                         waiting = Some((sent, Instant::now()));
+                        // a new master (a failover, a restart) made a new one
+                        if let Some(c) = cache.upgrade()
+                            && c.epoch().is_none_or(|e| e.text != epoch)
+                        {
+                            c.adopt_epoch(&epoch);
+                        }
                     } else {
                         failed_publishes += 1;
                         if failed_publishes >= 2 {

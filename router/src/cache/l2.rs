@@ -36,16 +36,22 @@ use std::time::Duration;
 /// Makes sure the epoch is this server's: a server that restarted, was
 /// restored from a snapshot or took over by failover has another run id, and
 /// gets a new epoch (which no entry or version of the old one carries).
+/// With ARGV[2] and ARGV[3], then publishes ARGV[3] on channel ARGV[2]:
+/// each heartbeat runs it, so a replica that took over is found out within
+/// a heartbeat, however fast it took over, and whichever node the bus
+/// listens on (`a_killed_versions_master_gives_every_instance_a_new_epoch`).
 const ENSURE_EPOCH: &str = r"
 local cur = redis.call('GET', KEYS[1])
 local ok, info = pcall(redis.call, 'INFO', 'server')
 local rid = 'norunid'
 if ok and info then rid = string.match(info, 'run_id:(%w+)') or 'norunid' end
-if cur and string.sub(cur, 1, #rid + 1) == rid .. ':' then return cur end
-if cur and rid == 'norunid' then return cur end
-local new = rid .. ':' .. ARGV[1]
-redis.call('SET', KEYS[1], new)
-return new
+local keep = cur and (string.sub(cur, 1, #rid + 1) == rid .. ':' or rid == 'norunid')
+if not keep then
+  cur = rid .. ':' .. ARGV[1]
+  redis.call('SET', KEYS[1], cur)
+end
+if ARGV[2] then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return cur
 ";
 
 /// One invalidation, atomically: check the epoch, take a new version, set
@@ -62,6 +68,9 @@ return new
 /// writes that got them would invalidate nothing
 /// (`a_lost_version_never_makes_a_later_write_invalidate_nothing`).
 /// Integers stay exact in Lua's doubles until 2^53 µs (the year 2255).
+///
+/// Returns `{version, replicas}`: the server's connected replicas (-1 when
+/// `INFO` is refused), which tells [`L2::invalidate`] whether to wait for one.
 const INVALIDATE: &str = r"
 local e = redis.call('GET', KEYS[1])
 if e ~= ARGV[1] then return redis.error_reply('SEAWAY_EPOCH') end
@@ -83,8 +92,18 @@ for i = 1, n do
   msg = msg .. '\n' .. ARGV[5 + i]
 end
 redis.call('PUBLISH', ARGV[3], msg)
-return tonumber(v)
+local replicas = -1
+local ok, info = pcall(redis.call, 'INFO', 'replication')
+if ok and info then replicas = tonumber(string.match(info, 'connected_slaves:(%d+)') or '-1') end
+return {tonumber(v), replicas}
 ";
+
+/// [`INVALIDATE`], hashed once.
+fn invalidate_script() -> &'static redis::Script {
+    static SCRIPT: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(INVALIDATE));
+    &SCRIPT
+}
 
 /// Deletes row tags whose last write is older than ARGV[2] (ms). KEYS: rows.
 /// ARGV: the key base, the cut-off.
@@ -96,6 +115,29 @@ end
 if #old > 0 then redis.call('ZREM', KEYS[1], unpack(old)) end
 return #old
 ";
+
+/// How long an invalidation waits for a replica of its master to
+/// acknowledge it (`WAIT 1`), at most: half the Redis timeout.
+fn wait_timeout(timeout: Duration) -> Duration {
+    (timeout / 2).max(Duration::from_millis(1))
+}
+
+/// After a `WAIT` that no replica answered in time, how long invalidations
+/// are sent without one (and count as unacknowledged): a slow or paused
+/// replica then holds the invalidation connection once per period, not once
+/// per write.
+const SLOW_REPLICA: Duration = Duration::from_secs(1);
+
+/// An invalidation Redis took.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Taken {
+    /// Its version.
+    pub(crate) version: u64,
+    /// Whether it survives a failover: a replica of the master acknowledged
+    /// it, or the master has no replica (none could take over without it).
+    /// Otherwise it stays pending here and is sent again.
+    pub(crate) durable: bool,
+}
 
 /// Why an invalidation was not taken.
 #[derive(Debug)]
@@ -145,15 +187,23 @@ impl Keys {
 /// How this instance reaches Redis: one server, or a Redis Cluster (its
 /// connection made at the first call, then kept: it follows slot moves and
 /// failovers itself).
+///
+/// Invalidations have a connection of their own (`writes`): the `WAIT` that
+/// follows one blocks its connection on the server until a replica answers,
+/// and must not hold up the reads of L2 on the other.
 enum Link {
-    Single(ConnectionManager),
+    Single {
+        conn: ConnectionManager,
+        writes: ConnectionManager,
+    },
     Cluster(Box<ClusterLink>),
 }
 
-/// A Redis Cluster: its client, and the connection made at the first call.
+/// A Redis Cluster: its client, and the connections made at the first call.
 struct ClusterLink {
     client: ClusterClient,
     conn: tokio::sync::OnceCell<ClusterConnection>,
+    writes: tokio::sync::OnceCell<ClusterConnection>,
 }
 
 /// A connection of either kind, for one call.
@@ -203,6 +253,13 @@ pub(crate) struct L2 {
     pub(crate) timeout: Duration,
     pub(crate) backoff: Duration,
     pub(crate) breaker: Breaker,
+    /// The versions' master's connected replicas at the last invalidation
+    /// (-1: not known).
+    replicas: std::sync::atomic::AtomicI64,
+    /// Until when invalidations are sent without `WAIT` (a replica was slow).
+    slow_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// One `WAIT` at a time on the invalidation connection.
+    waiting: tokio::sync::Mutex<()>,
 }
 
 /// Versions of tags as one reply gave them: `(version, lsn)`, and the epoch.
@@ -332,14 +389,17 @@ impl L2 {
                 .set_response_timeout(Some(config.redis_timeout))
                 .set_number_of_retries(1)
                 .set_max_delay(config.redis_backoff);
-            let conn =
-                ConnectionManager::new_lazy_with_config(client.clone(), cfg).map_err(|e| {
-                    Error::Connect {
-                        url: redact_url(url),
-                        message: crate::error::scrub(&e.to_string(), url),
-                    }
+            let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg.clone())
+                .map_err(|e| Error::Connect {
+                    url: redact_url(url),
+                    message: crate::error::scrub(&e.to_string(), url),
                 })?;
-            (Link::Single(conn), vec![client])
+            let writes = ConnectionManager::new_lazy_with_config(client.clone(), cfg.clone())
+                .map_err(|e| Error::Connect {
+                    url: redact_url(url),
+                    message: crate::error::scrub(&e.to_string(), url),
+                })?;
+            (Link::Single { conn, writes }, vec![client])
         } else {
             let nodes = &config.redis_cluster;
             let bus = nodes
@@ -350,6 +410,7 @@ impl L2 {
                 Link::Cluster(Box::new(ClusterLink {
                     client: cluster_client(nodes, config)?,
                     conn: tokio::sync::OnceCell::new(),
+                    writes: tokio::sync::OnceCell::new(),
                 })),
                 bus,
             )
@@ -362,19 +423,40 @@ impl L2 {
             timeout: config.redis_timeout,
             backoff: config.redis_backoff,
             breaker: Breaker::new(config.redis_backoff),
+            replicas: std::sync::atomic::AtomicI64::new(-1),
+            slow_until: std::sync::Mutex::new(None),
+            waiting: tokio::sync::Mutex::new(()),
         })
     }
 
     /// A connection for one call (a cluster's is made at the first).
     async fn connection(&self) -> redis::RedisResult<Conn> {
         match &self.link {
-            Link::Single(c) => Ok(Conn::Single(c.clone())),
+            Link::Single { conn, .. } => Ok(Conn::Single(conn.clone())),
             Link::Cluster(l) => l
                 .conn
                 .get_or_try_init(|| l.client.get_async_connection())
                 .await
                 .map(|c| Conn::Cluster(c.clone())),
         }
+    }
+
+    /// The invalidation connection (see [`Link`]).
+    async fn writes(&self) -> redis::RedisResult<Conn> {
+        match &self.link {
+            Link::Single { writes, .. } => Ok(Conn::Single(writes.clone())),
+            Link::Cluster(l) => l
+                .writes
+                .get_or_try_init(|| l.client.get_async_connection())
+                .await
+                .map(|c| Conn::Cluster(c.clone())),
+        }
+    }
+
+    /// Whether a replica was slow to acknowledge within [`SLOW_REPLICA`].
+    fn replica_slow(&self) -> bool {
+        let slow = self.slow_until.lock().unwrap_or_else(|e| e.into_inner());
+        slow.is_some_and(|t| tokio::time::Instant::now() < t)
     }
 
     /// Runs `f` with the timeout and the breaker; `None` when skipped or failed.
@@ -420,7 +502,7 @@ impl L2 {
         self.version_args(&mut mget, tags);
         let (entry, nums): (Option<Vec<u8>>, Vec<Option<String>>) = match self.link {
             // one round trip: a pipeline
-            Link::Single(_) => {
+            Link::Single { .. } => {
                 let mut p = redis::pipe();
                 p.add_command(get).add_command(mget);
                 self.call("get", |mut c| async move { p.query_async(&mut c).await })
@@ -490,44 +572,99 @@ impl L2 {
     }
 
     /// Moves `tags` (`(tag, is a row tag)`) in epoch `epoch` and announces
-    /// it: the new version.
+    /// it, on the invalidation connection.
+    ///
+    /// Redis replicates asynchronously: a master killed before its replica
+    /// got the new versions leaves a replica that takes over without them,
+    /// and an instance that missed the announcement would keep what they
+    /// invalidate. So when the master has replicas, the script is followed
+    /// by `WAIT 1` in the same pipeline (the same connection, which `WAIT`
+    /// needs), and an invalidation no replica acknowledged is not
+    /// [`durable`](Taken::durable): it stays pending and is sent again
+    /// (`an_invalidation_no_redis_replica_acknowledged_is_sent_again`).
     pub(crate) async fn invalidate(
         &self,
         epoch: &str,
         tags: &[(TagId, bool)],
         lsn: Lsn,
-    ) -> Result<u64, Refused> {
-        let script = redis::Script::new(INVALIDATE);
-        let mut inv = script.prepare_invoke();
-        inv.key(self.keys.epoch())
-            .key(self.keys.seq())
-            .key(self.keys.rows());
+    ) -> Result<Taken, Refused> {
+        let mut keys = vec![self.keys.epoch(), self.keys.seq(), self.keys.rows()];
         for (t, _) in tags {
-            inv.key(self.keys.tv(*t)).key(self.keys.tl(*t));
+            keys.push(self.keys.tv(*t));
+            keys.push(self.keys.tl(*t));
         }
         let flags: String = tags
             .iter()
             .map(|(_, row)| if *row { '1' } else { '0' })
             .collect();
-        inv.arg(epoch)
-            .arg(format!("{:016x}", lsn.0))
-            .arg(&self.keys.channel)
-            .arg(format!("{:x}", self.instance))
-            .arg(flags);
-        for (t, _) in tags {
-            inv.arg(t.hex());
-        }
+        let mut args = vec![
+            epoch.to_owned(),
+            format!("{:016x}", lsn.0),
+            self.keys.channel.clone(),
+            format!("{:x}", self.instance),
+            flags,
+        ];
+        args.extend(tags.iter().map(|(t, _)| t.hex()));
         let Some(permit) = self.breaker.allow() else {
             return Err(Refused::Failed);
         };
+        let replicas = self.replicas.load(std::sync::atomic::Ordering::Relaxed);
+        let mut wait = replicas > 0 && !self.replica_slow();
+        let _one = if wait {
+            let g = self.waiting.lock().await;
+            // the WAIT before this one may have found the replica slow
+            wait = !self.replica_slow();
+            Some(g)
+        } else {
+            None
+        };
         let run = async {
-            let mut conn = self.connection().await?;
-            inv.invoke_async::<u64>(&mut conn).await
+            let mut conn = self.writes().await?;
+            if wait {
+                // EVAL, not EVALSHA: a pipeline cannot load a script Redis
+                // does not know and send the command again
+                let mut p = redis::pipe();
+                p.cmd("EVAL")
+                    .arg(INVALIDATE)
+                    .arg(keys.len())
+                    .arg(&keys)
+                    .arg(&args)
+                    .cmd("WAIT")
+                    .arg(1)
+                    .arg(wait_timeout(self.timeout).as_millis() as u64);
+                let ((v, n), acks): ((u64, i64), i64) = p.query_async(&mut conn).await?;
+                Ok((v, n, Some(acks)))
+            } else {
+                let script = invalidate_script();
+                let mut inv = script.prepare_invoke();
+                inv.key(&keys).arg(&args);
+                let (v, n): (u64, i64) = inv.invoke_async(&mut conn).await?;
+                Ok::<_, redis::RedisError>((v, n, None))
+            }
         };
         match tokio::time::timeout(self.timeout, run).await {
-            Ok(Ok(v)) => {
+            Ok(Ok((version, replicas, acks))) => {
                 permit.succeeded();
-                Ok(v)
+                self.replicas
+                    .store(replicas, std::sync::atomic::Ordering::Relaxed);
+                let durable = match acks {
+                    Some(a) if a >= 1 => true,
+                    // no replica could take over without it (or `INFO` is
+                    // refused, and nothing can be known)
+                    _ if replicas <= 0 => true,
+                    Some(_) => {
+                        let mut slow = self.slow_until.lock().unwrap_or_else(|e| e.into_inner());
+                        *slow = Some(tokio::time::Instant::now() + SLOW_REPLICA);
+                        tracing::warn!(
+                            "no Redis replica acknowledged an invalidation in {:?}: it stays pending",
+                            wait_timeout(self.timeout)
+                        );
+                        false
+                    }
+                    // sent without waiting, and the master has replicas
+                    None => false,
+                };
+                Ok(Taken { version, durable })
             }
             Ok(Err(e)) if e.to_string().contains("SEAWAY_EPOCH") => {
                 permit.succeeded();
@@ -579,17 +716,24 @@ impl L2 {
             .await;
     }
 
-    /// Publishes this instance's heartbeat `n` on the channel.
-    pub(crate) async fn heartbeat(&self, n: u64) -> bool {
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(&self.keys.channel)
-            .arg(format!("h {:x} {n}", self.instance));
-        self.call::<(), _, _>(
-            "heartbeat",
-            |mut c| async move { cmd.query_async(&mut c).await },
-        )
+    /// Publishes this instance's heartbeat `n` on the channel, from the
+    /// versions' slot, after making sure of the epoch there: the epoch, or
+    /// `None` when Redis did not take it.
+    pub(crate) async fn heartbeat(&self, n: u64) -> Option<String> {
+        let key = self.keys.epoch();
+        let fresh = format!("{:016x}", rand::random::<u64>());
+        let channel = self.keys.channel.clone();
+        let beat = format!("h {:x} {n}", self.instance);
+        self.call("heartbeat", |mut c| async move {
+            redis::Script::new(ENSURE_EPOCH)
+                .key(key)
+                .arg(fresh)
+                .arg(channel)
+                .arg(beat)
+                .invoke_async::<String>(&mut c)
+                .await
+        })
         .await
-        .is_some()
     }
 
     /// Warns when Redis may evict versions (an `allkeys-*` policy).

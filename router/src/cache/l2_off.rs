@@ -24,6 +24,12 @@ pub(crate) struct Remote {
 }
 
 /// As with Redis.
+pub(crate) struct Taken {
+    pub(crate) version: u64,
+    pub(crate) durable: bool,
+}
+
+/// As with Redis.
 pub(crate) enum Refused {
     Epoch,
     #[allow(dead_code)]
@@ -51,7 +57,7 @@ impl L2 {
         _: &str,
         _: &[(TagId, bool)],
         _: Lsn,
-    ) -> Result<u64, Refused> {
+    ) -> Result<Taken, Refused> {
         match self.never {}
     }
     pub(crate) async fn ensure_epoch(&self) -> Option<String> {

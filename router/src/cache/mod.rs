@@ -30,7 +30,11 @@
 //!   every instance (`versions.rs`; `a_redis_restart_never_makes_an_old_entry_valid`).
 //! * **No lost invalidation.** An invalidation is one atomic script (new
 //!   version, every tag, the announcement); one that Redis did not take stays
-//!   pending and is resent by a loop of its own and at shutdown; a bus that
+//!   pending and is resent by a loop of its own and at shutdown. When the
+//!   versions' master has replicas, an invalidation counts as taken only
+//!   once one acknowledged it (`WAIT 1`): a master killed before it
+//!   replicated cannot lose one for good
+//!   (`an_invalidation_no_redis_replica_acknowledged_is_sent_again`). A bus that
 //!   goes silent (no heartbeat of its own within a second) counts as lost:
 //!   L1 is emptied and new entries live at most [`SHORT_TTL`] until it is
 //!   back (`a_deaf_instance_sees_writes_within_the_short_ttl`).
@@ -158,6 +162,7 @@ pub(crate) struct Counters {
     refused_lag: AtomicU64,
     refused_race: AtomicU64,
     oversize: AtomicU64,
+    unacknowledged: AtomicU64,
     inv_row: AtomicU64,
     inv_column: AtomicU64,
     inv_membership: AtomicU64,
@@ -216,9 +221,13 @@ pub struct CacheStats {
     pub refused_race: u64,
     /// Results over the size bound: served, kept in L1, not sent to L2.
     pub oversize: u64,
+    /// Invalidations Redis took but no replica of its master acknowledged
+    /// in time (each stays pending and is sent again).
+    pub unacknowledged: u64,
     /// Loads in flight now.
     pub in_flight: u64,
-    /// Invalidations Redis has not taken yet (tags).
+    /// Invalidations (tags) Redis has not taken yet, or no replica of its
+    /// master has acknowledged yet.
     pub pending: u64,
     /// The newest invalidation version (of the current epoch) applied here:
     /// two instances with the same figure have applied the same invalidations.
@@ -278,6 +287,18 @@ impl Drop for QueryCache {
             }
         }
     }
+}
+
+/// What became of one invalidation sent to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Taken, and acknowledged by a replica of its master (or it has none).
+    Durable,
+    /// Taken and announced, but no replica acknowledged it yet: it stays
+    /// pending, and the resend loop sends it again.
+    Unacknowledged,
+    /// Not taken: pending, resent at once.
+    Failed,
 }
 
 impl QueryCache {
@@ -668,34 +689,42 @@ impl QueryCache {
     pub(crate) async fn announce(&self, tags: &[Moved], lsn: Lsn, generation: u64) {
         let Some(l2) = &self.l2 else { return };
         let list: Vec<(TagId, bool)> = tags.iter().map(|m| (m.id, m.level == Level::Row)).collect();
-        if !self.send(l2, &list, lsn, generation).await {
+        if self.send(l2, &list, lsn, generation).await == Sent::Failed {
             self.resend.notify_one();
         }
     }
 
-    /// One invalidation to Redis; whether Redis took it.
-    async fn send(&self, l2: &L2, tags: &[(TagId, bool)], lsn: Lsn, generation: u64) -> bool {
+    /// One invalidation to Redis: whether Redis took it, and for good.
+    async fn send(&self, l2: &L2, tags: &[(TagId, bool)], lsn: Lsn, generation: u64) -> Sent {
         for _ in 0..2 {
             let Some(epoch) = self.epoch() else {
-                return false;
+                return Sent::Failed;
             };
             match l2.invalidate(&epoch.text, tags, lsn).await {
-                Ok(version) => {
+                Ok(taken) => {
+                    let version = taken.version;
                     self.versions
                         .apply(tags.iter().map(|(t, _)| (*t, version, lsn.0)));
                     self.versions.heard(version);
+                    if !taken.durable {
+                        // announced, but a failover could still lose it:
+                        // pending until a replica acknowledges a resend
+                        self.counters.unacknowledged.fetch_add(1, Relaxed);
+                        crate::stats::metric("seaway_cache_unacknowledged_total", 1);
+                        return Sent::Unacknowledged;
+                    }
                     let ids: Vec<TagId> = tags.iter().map(|(t, _)| *t).collect();
                     self.versions.confirm(&ids, generation);
-                    return true;
+                    return Sent::Durable;
                 }
                 Err(l2::Refused::Epoch) => match l2.ensure_epoch().await {
                     Some(text) => self.adopt_epoch(&text),
-                    None => return false,
+                    None => return Sent::Failed,
                 },
-                Err(l2::Refused::Failed) => return false,
+                Err(l2::Refused::Failed) => return Sent::Failed,
             }
         }
-        false
+        Sent::Failed
     }
 
     /// Sends every pending invalidation; whether none is left.
@@ -709,7 +738,7 @@ impl QueryCache {
             let tags: Vec<(TagId, bool)> = chunk.iter().map(|(t, r, _, _)| (*t, *r)).collect();
             let lsn = chunk.iter().map(|p| p.2).max().unwrap_or(0);
             let upto = chunk.iter().map(|p| p.3).max().unwrap_or(0);
-            if !self.send(l2, &tags, Lsn(lsn), upto).await {
+            if self.send(l2, &tags, Lsn(lsn), upto).await == Sent::Failed {
                 return false;
             }
         }
@@ -780,6 +809,7 @@ impl QueryCache {
             refused_lag: c.refused_lag.load(Relaxed),
             refused_race: c.refused_race.load(Relaxed),
             oversize: c.oversize.load(Relaxed),
+            unacknowledged: c.unacknowledged.load(Relaxed),
             in_flight: self.flights.len() as u64,
             pending: self.versions.pending().len() as u64,
             version: self.versions.newest(),
