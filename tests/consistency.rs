@@ -14,6 +14,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use seaway::prelude::*;
 use seaway::{CacheOutcome, Db, Scope};
+use seaway_tests::bookkeeping::{bookkeeping, set_back};
 use seaway_tests::story::replicated_story;
 use seaway_tests::{TestDb, cluster, wait_for};
 use std::sync::Arc;
@@ -411,22 +412,7 @@ async fn a_lost_version_never_makes_a_later_write_invalidate_nothing() {
         .await
         .expect("conn");
     // the counter and the tag versions and LSNs, as Redis holds them now
-    let pattern = format!("{{{}:*", t.prefix);
-    let bookkeeping = |k: &String| k.ends_with(":seq") || k.contains(":tv:") || k.contains(":tl:");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(&pattern)
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    let mut before = Vec::new();
-    for k in keys.into_iter().filter(bookkeeping) {
-        let v: String = redis::cmd("GET")
-            .arg(&k)
-            .query_async(&mut conn)
-            .await
-            .expect("get");
-        before.push((k, v));
-    }
+    let before = bookkeeping(&mut conn, &t.prefix).await;
 
     set_title(&a, id, "v1").await;
     replayed(&t, &primary_lsn(&t).await).await;
@@ -438,26 +424,7 @@ async fn a_lost_version_never_makes_a_later_write_invalidate_nothing() {
     assert_eq!(read(&b, id, None, None).await.1, CacheOutcome::HitL1);
 
     // the write's versions lost, as with a failover before replication
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(&pattern)
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    for k in keys.into_iter().filter(bookkeeping) {
-        let _: () = redis::cmd("DEL")
-            .arg(&k)
-            .query_async(&mut conn)
-            .await
-            .expect("del");
-    }
-    for (k, v) in &before {
-        let _: () = redis::cmd("SET")
-            .arg(k)
-            .arg(v)
-            .query_async(&mut conn)
-            .await
-            .expect("set");
-    }
+    set_back(&mut conn, &t.prefix, &before).await;
 
     set_title(&a, id, "v2").await;
     replayed(&t, &primary_lsn(&t).await).await;

@@ -7,6 +7,7 @@ use entity::prelude::*;
 use sea_orm::EntityTrait;
 use seaway::prelude::*;
 use seaway::{CacheOutcome, Db};
+use seaway_tests::bookkeeping::{bookkeeping, set_back};
 use seaway_tests::story::{cached_title, replicated_title, try_set_title};
 use seaway_tests::{TestDb, cluster, insert_profile, insert_story, wait_for};
 use std::sync::Arc;
@@ -391,49 +392,6 @@ async fn replica_of(nodes: &[String], port: &str) -> String {
         .expect("a replica of the master")
 }
 
-/// This test's counter, tag versions and LSNs on the master on `port`.
-async fn bookkeeping(t: &TestDb, port: &str) -> Vec<(String, String)> {
-    let mut conn = node(port).await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{{{}:*", t.prefix))
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    let mut out = Vec::new();
-    for k in keys {
-        if k.ends_with(":seq") || k.contains(":tv:") || k.contains(":tl:") {
-            let v: String = redis::cmd("GET")
-                .arg(&k)
-                .query_async(&mut conn)
-                .await
-                .expect("get");
-            out.push((k, v));
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Sets the master on `port` back to `before` (see [`bookkeeping`]).
-async fn set_back(t: &TestDb, port: &str, before: &[(String, String)]) {
-    let mut conn = node(port).await;
-    for (k, _) in bookkeeping(t, port).await {
-        let _: () = redis::cmd("DEL")
-            .arg(&k)
-            .query_async(&mut conn)
-            .await
-            .expect("del");
-    }
-    for (k, v) in before {
-        let _: () = redis::cmd("SET")
-            .arg(k)
-            .arg(v)
-            .query_async(&mut conn)
-            .await
-            .expect("set");
-    }
-}
-
 /// The versions' replica is paused (SIGSTOP) when A writes: the master
 /// runs the invalidation and announces it, but no replica acknowledges it.
 /// The write's versions are then set back on the master, as a takeover
@@ -468,11 +426,12 @@ async fn an_invalidation_no_redis_replica_acknowledged_is_sent_again() {
     drop(b);
     let master = versions_master(&t, &nodes).await;
     let replica = replica_of(&nodes, &master).await;
-    let before = bookkeeping(&t, &master).await;
+    let mut on_master = node(&master).await;
+    let before = bookkeeping(&mut on_master, &t.prefix).await;
     c.run(&["redis-cluster-pause", &replica]);
     try_set_title(&a, id, "v1").await.expect("write");
     wait_for(Duration::from_secs(2), || async {
-        bookkeeping(&t, &master).await != before
+        bookkeeping(&mut node(&master).await, &t.prefix).await != before
     })
     .await
     .expect("the master took the invalidation");
@@ -481,7 +440,7 @@ async fn an_invalidation_no_redis_replica_acknowledged_is_sent_again() {
     tokio::time::sleep(seaway::settings::DEFAULT_REDIS_TIMEOUT * 2).await;
     let unacknowledged = a.cache_stats().await.unacknowledged;
     // the write's versions lost (the replica never had them)
-    set_back(&t, &master, &before).await;
+    set_back(&mut on_master, &t.prefix, &before).await;
     let pending = a.cache_stats().await.pending;
     c.run(&["redis-cluster-resume", &replica]);
     let acked = wait_for(Duration::from_secs(5), || async {

@@ -8,6 +8,7 @@
 //! returns, unless `SEAWAY_REQUIRE_CLUSTER=1` (set by `scripts/test.sh`),
 //! where it fails.
 
+pub mod bookkeeping;
 pub mod story;
 
 use migration::{Migrator, MigratorTrait};
