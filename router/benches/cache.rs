@@ -27,6 +27,16 @@ fn listing() -> sea_orm::Select<Story> {
         .limit(20)
 }
 
+/// `UPDATE stories SET title = .. WHERE id = 500`: a write of one row by key.
+fn title_of_500() -> sea_orm::UpdateMany<Story> {
+    Story::update_many()
+        .col_expr(
+            story::Column::Title,
+            sea_orm::sea_query::Expr::value("bench"),
+        )
+        .filter(story::Column::Id.eq(500))
+}
+
 fn cache(c: &mut Criterion) {
     let rt = common::runtime();
     let Some(env) = common::env("bench_cache", &rt) else {
@@ -245,13 +255,62 @@ fn cache(c: &mut Criterion) {
     });
     g.finish();
 
+    // writes back to back; each timed run ends when Redis has taken (and a
+    // replica acknowledged, where there is one) every invalidation, so the
+    // time per write covers the LSN read, the local bump, the script and its
+    // PUBLISH, whichever task ran them
+    let until_taken = |db: Db, write: fn(Db) -> futures::future::BoxFuture<'static, ()>| {
+        move |iters: u64| {
+            let db = db.clone();
+            async move {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    write(db.clone()).await;
+                }
+                while db.cache_stats().await.pending > 0 {
+                    tokio::time::sleep(Duration::from_micros(100)).await;
+                }
+                start.elapsed()
+            }
+        }
+    };
     let mut g = c.benchmark_group("invalidation");
-    g.sample_size(50)
+    g.sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    g.bench_function("per_write_lsn_incr_publish", |b| {
+    let raw = db.clone();
+    g.bench_function("row_write/raw_update_by_key", |b| {
         b.to_async(&rt)
-            .iter(|| async { db.invalidate(&["stories"]).await })
+            .iter(|| async { title_of_500().exec(raw.primary()).await.expect("update") })
+    });
+    g.bench_function("row_write/seaway_update_by_key_until_taken", |b| {
+        b.to_async(&rt).iter_custom(until_taken(db.clone(), |db| {
+            Box::pin(async move {
+                title_of_500().exec(&db).await.expect("update");
+            })
+        }))
+    });
+    g.bench_function("table_write/raw_redis_publish", |b| {
+        let client = redis::Client::open(env.redis_url.as_str()).expect("redis");
+        let conn = rt
+            .block_on(client.get_multiplexed_async_connection())
+            .expect("redis");
+        b.to_async(&rt).iter(|| {
+            let mut conn = conn.clone();
+            async move {
+                let _: i64 = redis::cmd("PUBLISH")
+                    .arg("bench-raw")
+                    .arg("stories")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("publish");
+            }
+        })
+    });
+    g.bench_function("table_write/seaway_invalidate_until_taken", |b| {
+        b.to_async(&rt).iter_custom(until_taken(db.clone(), |db| {
+            Box::pin(async move { db.invalidate(&["stories"]).await })
+        }))
     });
     g.finish();
 
