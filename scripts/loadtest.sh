@@ -10,6 +10,10 @@
 # in warming 110,000 keys. Prints one RESULT line per run, plus the cache hit
 # rate, the replica share of reads and the service's peak RSS.
 #
+# With LOAD_MIXES="e" (or any list of a-e) it runs those mixes only; (e)
+# is title PATCHes alone, for what a write costs. Each run also prints the
+# CPU seconds the service, the PostgreSQL servers and Redis used.
+#
 # Usage: scripts/loadtest.sh [SECONDS]   (default 20 per run)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,13 +48,30 @@ for r in ${READ_REPLICA_URLS//,/ }; do
   done
 done
 
+CLUSTER_DIR="${SEAWAY_CLUSTER_DIR:-target/seaway-cluster}"
+# CPU time (clock ticks) of a process and its children, of the cluster's
+# PostgreSQL servers (every backend, WAL sender and replay process), and of
+# its plain Redis
+ticks_of() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+pg_ticks() {
+  local pids="" d
+  for d in primary replica1 replica2; do
+    [ -f "$CLUSTER_DIR/$d/postmaster.pid" ] || continue
+    local pm; pm=$(head -1 "$CLUSTER_DIR/$d/postmaster.pid")
+    pids="$pids $pm $(pgrep -P "$pm" | tr '\n' ' ')"
+  done
+  # shellcheck disable=SC2086
+  ticks_of $pids
+}
+redis_ticks() { ticks_of "$(cat "$CLUSTER_DIR/run/redis.pid" 2>/dev/null)"; }
+
 run() {
   local name=$1 ttl=$2 write_pct=$3 view_pct=${4:-0} pid
   LISTEN_ADDR="127.0.0.1:$PORT" CACHE_TTL_SECS="$ttl" SEAWAY_CACHE_PREFIX="load-$name-$$" \
     RUST_LOG=warn $BIN serve >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do curl -fs "127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
-  if [ "$ttl" != 0 ]; then
+  if [ "$ttl" != 0 ] && [ "$write_pct" != 100 ]; then
     # every key once, as warm.lua reads them; wrk waits out its -d even
     # when its threads stop, so it is stopped when /stats has seen them all
     local t0=$SECONDS wpid
@@ -70,7 +91,10 @@ run() {
   WRITE_PCT=$write_pct VIEW_PCT=$view_pct wrk -t2 -c64 -d3s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" >/dev/null
   curl -fs "127.0.0.1:$PORT/stats" >"/tmp/seaway-load-before-$name.json"
   echo "== ($name) cache ttl=$ttl writes=${write_pct}% views=${view_pct}% for ${DURATION}s at 64 connections"
+  local s0 p0 r0 hz; s0=$(ticks_of "$pid"); p0=$(pg_ticks); r0=$(redis_ticks); hz=$(getconf CLK_TCK)
   WRITE_PCT=$write_pct VIEW_PCT=$view_pct wrk -t2 -c64 -d"${DURATION}s" --timeout 5s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" | grep RESULT
+  awk -v hz="$hz" -v s="$(( $(ticks_of "$pid") - s0 ))" -v p="$(( $(pg_ticks) - p0 ))" -v r="$(( $(redis_ticks) - r0 ))" \
+    'BEGIN { printf "CPU seconds over the run: service=%.2f postgresql=%.2f redis=%.2f\n", s / hz, p / hz, r / hz }'
   curl -fs "127.0.0.1:$PORT/stats" >"/tmp/seaway-load-after-$name.json"
   python3 - "$name" <<'PY'
 import json, sys
@@ -86,7 +110,14 @@ PY
   kill $pid; wait $pid 2>/dev/null || true
 }
 
-run a 300 0
-run b 300 5
-run c 0 0
-run d 300 0 10
+for mix in ${LOAD_MIXES:-a b c d}; do
+  case $mix in
+    a) run a 300 0 ;;
+    b) run b 300 5 ;;
+    c) run c 0 0 ;;
+    d) run d 300 0 10 ;;
+    # what a write costs alone: title PATCHes only (no warm-up: nothing is read)
+    e) run e 300 100 ;;
+    *) echo "LOAD_MIXES: unknown mix $mix (a b c d e)" >&2; exit 2 ;;
+  esac
+done
