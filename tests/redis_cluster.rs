@@ -32,8 +32,17 @@ fn nodes() -> Option<Vec<String>> {
 
 /// Two instances on `t` with L2 on the Redis Cluster (B without an L1).
 async fn instances(t: &TestDb, nodes: &[String]) -> (Db, Db) {
+    instances_with(t, nodes, seaway::settings::DEFAULT_REDIS_TIMEOUT).await
+}
+
+/// [`instances`] with a Redis timeout of `timeout` (its `WAIT` is half).
+async fn instances_with(t: &TestDb, nodes: &[String], timeout: Duration) -> (Db, Db) {
     let make = |l1: u64| {
-        let mut c = t.config().l1_max_bytes(l1).build();
+        let mut c = t
+            .config()
+            .l1_max_bytes(l1)
+            .redis_timeouts(timeout, seaway::settings::DEFAULT_REDIS_BACKOFF)
+            .build();
         c.redis_url = None;
         c.redis_cluster = nodes.to_vec();
         c
@@ -617,4 +626,151 @@ async fn a_paused_redis_replica_fails_nothing_and_leaves_nothing_stale() {
         .expect("every pending invalidation acknowledged after the resume");
     }
     converge(&t, &a, &b, &ids).await;
+}
+
+/// While the versions' replica is paused, the `WAIT` after an invalidation
+/// blocks its connection on the server for half the Redis timeout (here
+/// 500 ms). It runs on the instance's invalidation connection, so the same
+/// instance's L2 reads, on the other, are not queued behind it: B, which
+/// has no L1, writes one story and reads another from L2 throughout. With
+/// the `WAIT` on the shared connection, the reads right after each write
+/// wait the 500 ms out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_invalidation_holds_up_no_l2_read() {
+    let Some(nodes) = nodes() else { return };
+    let c = cluster().expect("cluster");
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("rcconn").await;
+    let timeout = Duration::from_secs(1);
+    let (_a, b) = instances_with(&t, &nodes, timeout).await;
+    let ids = stories(&t, &b, "rcc").await;
+    let (written, read) = (ids[0], ids[1]);
+    // a first write: B learns that the versions' master has a replica
+    try_set_title(&b, written, "v0").await.expect("write");
+    wait_for(Duration::from_secs(3), || async {
+        b.cache_stats().await.pending == 0
+    })
+    .await
+    .expect("the first write acknowledged");
+    cached_title(&b, read).await;
+    assert_eq!(cached_title(&b, read).await.1, CacheOutcome::HitL2);
+    let master = versions_master(&t, &nodes).await;
+    let replica = replica_of(&nodes, &master).await;
+    c.run(&["redis-cluster-pause", &replica]);
+    let (mut slowest, mut reads, mut other) = (Duration::ZERO, 0u32, Vec::new());
+    for round in 0..3 {
+        // past the slow-replica window: this write's invalidation WAITs
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        try_set_title(&b, written, &format!("v{}", round + 1))
+            .await
+            .expect("write");
+        let until = Instant::now() + Duration::from_millis(800);
+        while Instant::now() < until {
+            let started = Instant::now();
+            let (_, outcome) = cached_title(&b, read).await;
+            slowest = slowest.max(started.elapsed());
+            reads += 1;
+            if outcome != CacheOutcome::HitL2 {
+                other.push(outcome);
+            }
+        }
+    }
+    let unacknowledged = b.cache_stats().await.unacknowledged;
+    c.run(&["redis-cluster-resume", &replica]);
+    println!(
+        "replica paused: {reads} L2 reads after 3 writes, the slowest {slowest:?}; \
+         {unacknowledged} invalidations unacknowledged; not L2 hits: {other:?}"
+    );
+    assert!(
+        unacknowledged >= 3,
+        "the writes' WAITs were answered: was the replica paused?"
+    );
+    assert!(
+        other.is_empty(),
+        "reads of an unwritten story missed L2: {other:?}"
+    );
+    assert!(
+        slowest < timeout / 4,
+        "an L2 read waited {slowest:?} behind an invalidation's WAIT of {:?}",
+        timeout / 2
+    );
+    wait_for(Duration::from_secs(5), || async {
+        b.cache_stats().await.pending == 0
+    })
+    .await
+    .expect("every pending invalidation acknowledged after the resume");
+}
+
+/// While the versions' replica is paused, one unanswered `WAIT` (half the
+/// Redis timeout, here 500 ms) makes the next second's invalidations go
+/// without one. Ten writes by B in a row then reach A's L1 about 500 ms
+/// after they are made, not one `WAIT` after another (5 s): the
+/// invalidation connection is held once per window, not once per write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_replica_delays_announcements_once_not_per_write() {
+    let Some(nodes) = nodes() else { return };
+    let c = cluster().expect("cluster");
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("rcslow").await;
+    let timeout = Duration::from_secs(1);
+    let (a, b) = instances_with(&t, &nodes, timeout).await;
+    let author = insert_profile(a.primary(), "rcs").await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(insert_story(a.primary(), author, &format!("s{i}"), true).await);
+    }
+    try_set_title(&b, ids[0], "s0")
+        .await
+        .expect("a first write");
+    wait_for(Duration::from_secs(3), || async {
+        b.cache_stats().await.pending == 0
+    })
+    .await
+    .expect("the first write acknowledged");
+    for (i, id) in ids.iter().enumerate() {
+        replicated_title(&t, *id, &format!("s{i}")).await;
+        cached_title(&a, *id).await;
+        assert_eq!(cached_title(&a, *id).await.1, CacheOutcome::HitL1);
+    }
+    let master = versions_master(&t, &nodes).await;
+    let replica = replica_of(&nodes, &master).await;
+    c.run(&["redis-cluster-pause", &replica]);
+    for (i, id) in ids.iter().enumerate() {
+        try_set_title(&b, *id, &format!("p{i}"))
+            .await
+            .expect("write");
+    }
+    let written = Instant::now();
+    let mut left: Vec<usize> = (0..ids.len()).collect();
+    while !left.is_empty() && written.elapsed() < Duration::from_secs(10) {
+        let mut still = Vec::new();
+        for &i in &left {
+            if cached_title(&a, ids[i]).await.0 != Some(format!("p{i}")) {
+                still.push(i);
+            }
+        }
+        left = still;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = written.elapsed();
+    let unacknowledged = b.cache_stats().await.unacknowledged;
+    c.run(&["redis-cluster-resume", &replica]);
+    println!(
+        "replica paused: 10 writes on B reached A's L1 {took:?} after the last; \
+         {unacknowledged} unacknowledged"
+    );
+    assert!(left.is_empty(), "writes of {left:?} never reached A");
+    assert!(
+        unacknowledged > 0,
+        "no WAIT went unanswered: was the replica paused?"
+    );
+    assert!(
+        took < timeout * 2,
+        "10 announcements took {took:?}: the invalidation connection was held per write"
+    );
+    wait_for(Duration::from_secs(5), || async {
+        b.cache_stats().await.pending == 0
+    })
+    .await
+    .expect("every pending invalidation acknowledged after the resume");
 }

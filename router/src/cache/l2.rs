@@ -192,18 +192,21 @@ impl Keys {
 /// follows one blocks its connection on the server until a replica answers,
 /// and must not hold up the reads of L2 on the other.
 enum Link {
-    Single {
-        conn: ConnectionManager,
-        writes: ConnectionManager,
-    },
+    /// [`READS`], [`WRITES`].
+    Single([ConnectionManager; 2]),
     Cluster(Box<ClusterLink>),
 }
+
+/// The connection of L2's reads and stores (and the heartbeats).
+const READS: usize = 0;
+/// The connection of invalidations and their `WAIT`.
+const WRITES: usize = 1;
 
 /// A Redis Cluster: its client, and the connections made at the first call.
 struct ClusterLink {
     client: ClusterClient,
-    conn: tokio::sync::OnceCell<ClusterConnection>,
-    writes: tokio::sync::OnceCell<ClusterConnection>,
+    /// [`READS`], [`WRITES`].
+    conns: [tokio::sync::OnceCell<ClusterConnection>; 2],
 }
 
 /// A connection of either kind, for one call.
@@ -389,17 +392,16 @@ impl L2 {
                 .set_response_timeout(Some(config.redis_timeout))
                 .set_number_of_retries(1)
                 .set_max_delay(config.redis_backoff);
-            let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg.clone())
-                .map_err(|e| Error::Connect {
-                    url: redact_url(url),
-                    message: crate::error::scrub(&e.to_string(), url),
-                })?;
-            let writes = ConnectionManager::new_lazy_with_config(client.clone(), cfg.clone())
-                .map_err(|e| Error::Connect {
-                    url: redact_url(url),
-                    message: crate::error::scrub(&e.to_string(), url),
-                })?;
-            (Link::Single { conn, writes }, vec![client])
+            let manager = || {
+                ConnectionManager::new_lazy_with_config(client.clone(), cfg.clone()).map_err(|e| {
+                    Error::Connect {
+                        url: redact_url(url),
+                        message: crate::error::scrub(&e.to_string(), url),
+                    }
+                })
+            };
+            let conns = [manager()?, manager()?];
+            (Link::Single(conns), vec![client])
         } else {
             let nodes = &config.redis_cluster;
             let bus = nodes
@@ -409,8 +411,7 @@ impl L2 {
             (
                 Link::Cluster(Box::new(ClusterLink {
                     client: cluster_client(nodes, config)?,
-                    conn: tokio::sync::OnceCell::new(),
-                    writes: tokio::sync::OnceCell::new(),
+                    conns: Default::default(),
                 })),
                 bus,
             )
@@ -429,28 +430,21 @@ impl L2 {
         })
     }
 
-    /// A connection for one call (a cluster's is made at the first).
-    async fn connection(&self) -> redis::RedisResult<Conn> {
+    /// Connection `which` ([`READS`] or [`WRITES`], see [`Link`]) for one
+    /// call; a cluster's is made at the first.
+    async fn link(&self, which: usize) -> redis::RedisResult<Conn> {
         match &self.link {
-            Link::Single { conn, .. } => Ok(Conn::Single(conn.clone())),
-            Link::Cluster(l) => l
-                .conn
+            Link::Single(conns) => Ok(Conn::Single(conns[which].clone())),
+            Link::Cluster(l) => l.conns[which]
                 .get_or_try_init(|| l.client.get_async_connection())
                 .await
                 .map(|c| Conn::Cluster(c.clone())),
         }
     }
 
-    /// The invalidation connection (see [`Link`]).
-    async fn writes(&self) -> redis::RedisResult<Conn> {
-        match &self.link {
-            Link::Single { writes, .. } => Ok(Conn::Single(writes.clone())),
-            Link::Cluster(l) => l
-                .writes
-                .get_or_try_init(|| l.client.get_async_connection())
-                .await
-                .map(|c| Conn::Cluster(c.clone())),
-        }
+    /// The connection of reads and stores.
+    async fn connection(&self) -> redis::RedisResult<Conn> {
+        self.link(READS).await
     }
 
     /// Whether a replica was slow to acknowledge within [`SLOW_REPLICA`].
@@ -502,7 +496,7 @@ impl L2 {
         self.version_args(&mut mget, tags);
         let (entry, nums): (Option<Vec<u8>>, Vec<Option<String>>) = match self.link {
             // one round trip: a pipeline
-            Link::Single { .. } => {
+            Link::Single(_) => {
                 let mut p = redis::pipe();
                 p.add_command(get).add_command(mget);
                 self.call("get", |mut c| async move { p.query_async(&mut c).await })
@@ -619,7 +613,7 @@ impl L2 {
             None
         };
         let run = async {
-            let mut conn = self.writes().await?;
+            let mut conn = self.link(WRITES).await?;
             if wait {
                 // EVAL, not EVALSHA: a pipeline cannot load a script Redis
                 // does not know and send the command again
