@@ -69,8 +69,10 @@ return cur
 /// (`a_lost_version_never_makes_a_later_write_invalidate_nothing`).
 /// Integers stay exact in Lua's doubles until 2^53 µs (the year 2255).
 ///
-/// Returns `{version, replicas}`: the server's connected replicas (-1 when
-/// `INFO` is refused), which tells [`L2::invalidate`] whether to wait for one.
+/// Returns `{version, replicas, {lsn, ..}}`: the server's connected
+/// replicas (-1 when `INFO` is refused), which tells [`L2::invalidate`]
+/// whether to wait for one, and each tag's invalidation LSN as it now is
+/// (the largest any write of it brought): see [`Taken::lsns`].
 const INVALIDATE: &str = r"
 local e = redis.call('GET', KEYS[1])
 if e ~= ARGV[1] then return redis.error_reply('SEAWAY_EPOCH') end
@@ -82,12 +84,17 @@ v = string.format('%d', v)
 redis.call('SET', KEYS[2], v)
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = (#KEYS - 3) / 2
+local lsns = {}
 local msg = ARGV[4] .. '\n' .. ARGV[1] .. '\n' .. ARGV[2] .. '\n' .. v
 for i = 1, n do
   redis.call('SET', KEYS[2 + 2 * i], v)
   local tl = KEYS[3 + 2 * i]
   local cur = redis.call('GET', tl)
-  if (not cur) or cur < ARGV[2] then redis.call('SET', tl, ARGV[2]) end
+  if (not cur) or cur < ARGV[2] then
+    redis.call('SET', tl, ARGV[2])
+    cur = ARGV[2]
+  end
+  lsns[i] = cur
   if string.sub(ARGV[5], i, i) == '1' then redis.call('ZADD', KEYS[3], ms, ARGV[5 + i]) end
   msg = msg .. '\n' .. ARGV[5 + i]
 end
@@ -95,7 +102,7 @@ redis.call('PUBLISH', ARGV[3], msg)
 local replicas = -1
 local ok, info = pcall(redis.call, 'INFO', 'replication')
 if ok and info then replicas = tonumber(string.match(info, 'connected_slaves:(%d+)') or '-1') end
-return {tonumber(v), replicas}
+return {tonumber(v), replicas, lsns}
 ";
 
 /// [`INVALIDATE`], hashed once.
@@ -129,7 +136,7 @@ fn wait_timeout(timeout: Duration) -> Duration {
 const SLOW_REPLICA: Duration = Duration::from_secs(1);
 
 /// An invalidation Redis took.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Taken {
     /// Its version.
     pub(crate) version: u64,
@@ -137,6 +144,16 @@ pub(crate) struct Taken {
     /// it, or the master has no replica (none could take over without it).
     /// Otherwise it stays pending here and is sent again.
     pub(crate) durable: bool,
+    /// Each tag's invalidation LSN in Redis after it: the largest of every
+    /// write of the tag, this one's and any other instance's. Another
+    /// instance's write of a tag may come before this one in version order
+    /// and after it in the primary's WAL; its message can reach this
+    /// instance after this reply, and a version below the one known changes
+    /// nothing. Taking the tag's LSN from the reply keeps a replica that
+    /// has not replayed that write from filling an entry of the tag in the
+    /// meantime
+    /// (`a_write_whose_version_comes_first_but_lsn_later_refuses_a_replica_behind_it`).
+    pub(crate) lsns: Vec<u64>,
 }
 
 /// Why an invalidation was not taken.
@@ -626,18 +643,19 @@ impl L2 {
                     .cmd("WAIT")
                     .arg(1)
                     .arg(wait_timeout(self.timeout).as_millis() as u64);
-                let ((v, n), acks): ((u64, i64), i64) = p.query_async(&mut conn).await?;
-                Ok((v, n, Some(acks)))
+                let ((v, n, l), acks): ((u64, i64, Vec<String>), i64) =
+                    p.query_async(&mut conn).await?;
+                Ok((v, n, l, Some(acks)))
             } else {
                 let script = invalidate_script();
                 let mut inv = script.prepare_invoke();
                 inv.key(&keys).arg(&args);
-                let (v, n): (u64, i64) = inv.invoke_async(&mut conn).await?;
-                Ok::<_, redis::RedisError>((v, n, None))
+                let (v, n, l): (u64, i64, Vec<String>) = inv.invoke_async(&mut conn).await?;
+                Ok::<_, redis::RedisError>((v, n, l, None))
             }
         };
         match tokio::time::timeout(self.timeout, run).await {
-            Ok(Ok((version, replicas, acks))) => {
+            Ok(Ok((version, replicas, lsns, acks))) => {
                 permit.succeeded();
                 self.replicas
                     .store(replicas, std::sync::atomic::Ordering::Relaxed);
@@ -658,7 +676,17 @@ impl L2 {
                     // sent without waiting, and the master has replicas
                     None => false,
                 };
-                Ok(Taken { version, durable })
+                // the script writes them (16 hex digits); one it could not
+                // have written counts as none, and the write's own applies
+                let lsns = lsns
+                    .iter()
+                    .map(|l| u64::from_str_radix(l, 16).unwrap_or(0))
+                    .collect();
+                Ok(Taken {
+                    version,
+                    durable,
+                    lsns,
+                })
             }
             Ok(Err(e)) if e.to_string().contains("SEAWAY_EPOCH") => {
                 permit.succeeded();

@@ -27,6 +27,7 @@ pub(crate) struct Remote {
 pub(crate) struct Taken {
     pub(crate) version: u64,
     pub(crate) durable: bool,
+    pub(crate) lsns: Vec<u64>,
 }
 
 /// As with Redis.

@@ -704,7 +704,10 @@ impl QueryCache {
                 Ok(taken) => {
                     let version = taken.version;
                     self.versions
-                        .apply(tags.iter().map(|(t, _)| (*t, version, lsn.0)));
+                        .apply(tags.iter().enumerate().map(|(i, (t, _))| {
+                            let l = taken.lsns.get(i).copied().unwrap_or(0);
+                            (*t, version, l.max(lsn.0))
+                        }));
                     self.versions.heard(version);
                     if !taken.durable {
                         // announced, but a failover could still lose it:

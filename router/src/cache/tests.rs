@@ -1,4 +1,6 @@
-//! Unit tests of the cache without Redis: L1, stamps, races, single-flight.
+//! Unit tests of the cache: L1, stamps, races, single-flight without Redis;
+//! with the Redis of scripts/cluster.sh (`REDIS_URL`), the order of an
+//! invalidation's reply against another instance's message.
 
 use super::*;
 use crate::tag::{Level, Moved, TagId};
@@ -226,4 +228,88 @@ async fn empty_results_live_shorter_and_no_ttl_is_longer_than_the_maximum() {
         Duration::from_secs(300)
     );
     assert_eq!(c.ttl_for(Duration::from_secs(u64::MAX / 2), false), MAX_TTL);
+}
+
+/// The Redis of scripts/cluster.sh, or `None` without it.
+#[cfg(feature = "redis")]
+fn redis_url() -> Option<String> {
+    match std::env::var("REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("SEAWAY_REQUIRE_CLUSTER").is_err(),
+                "Redis is required: eval \"$(scripts/cluster.sh env)\""
+            );
+            println!("SKIPPED: needs REDIS_URL");
+            None
+        }
+    }
+}
+
+/// This instance (A) writes row 42 at LSN 100; before its invalidation
+/// reaches Redis, another instance's write of the same row, later in the WAL
+/// (110), takes a version there. A's invalidation then takes the next
+/// version, and its reply is heard before the other's message (here: never,
+/// the message goes to another channel). A listing that returned row 42
+/// (its row tag is not among the tags an L2 read fetches first) is loaded
+/// from a replica at 105, which has A's write and not the other: it must
+/// not be stored. The reply carries the tag's LSN in Redis (110), and the
+/// fill is refused; applied with A's own LSN only, it is stored and served.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_write_whose_version_comes_first_but_lsn_later_refuses_a_replica_behind_it() {
+    let Some(url) = redis_url() else { return };
+    let config = crate::Config::builder()
+        .key_prefix(format!("seaway-unit-{:x}", rand::random::<u64>()))
+        .build();
+    let settings = Settings {
+        l1_max_bytes: 1 << 20,
+        max_entry_bytes: 1 << 20,
+        join_deadline: Duration::from_secs(5),
+    };
+    let a = QueryCache::start(settings, Some((&url, &config)), 1, Arc::default())
+        .await
+        .expect("A");
+    assert!(a.bus_up.load(Relaxed), "A's bus up");
+    let epoch = a.epoch().expect("an epoch").text;
+    let mut other = L2::new(&url, &config, 1).expect("the other instance");
+    other.keys.channel = format!("{}-elsewhere", other.keys.channel);
+    let row = TagId::row("stories", &["42".to_owned()]);
+    let moved = [Moved::new(row, Level::Row)];
+    let g = a.invalidate_local(&moved, Lsn(100));
+    let first = other
+        .invalidate(&epoch, &[(row, true)], Lsn(110))
+        .await
+        .map_err(|_| "refused")
+        .expect("the other write");
+    a.announce(&moved, Lsn(100), g).await;
+    assert!(
+        a.versions.recorded(&[row])[0] > first.version,
+        "A's invalidation came second"
+    );
+    fn listing(_: &i64) -> Option<(Vec<TagId>, bool)> {
+        let mut tags = stories();
+        tags.push(TagId::row("stories", &["42".to_owned()]));
+        Some((tags, false))
+    }
+    let load = |n: i64, replay: u64| {
+        let a = a.clone();
+        async move {
+            let req = Request {
+                deps: &listing,
+                ..req(1, Lsn::ZERO)
+            };
+            a.get_or_load(req, || async move { Ok((n, source(replay, replay))) })
+                .await
+                .map(|(v, o)| (*v, o))
+                .expect("load")
+        }
+    };
+    assert_eq!(load(7, 105).await, (7, CacheOutcome::Miss));
+    assert_eq!(
+        load(8, 120).await,
+        (8, CacheOutcome::Miss),
+        "what a replica behind the other write loaded was stored"
+    );
+    assert_eq!(a.stats().refused_lag, 1);
 }

@@ -138,7 +138,11 @@ impl Versions {
     }
 
     /// Versions from Redis (a message, a reply): `(tag, version, lsn)`. A
-    /// version below the known one changes nothing; a higher one is a change.
+    /// version below the known one does not move it back; a higher one is a
+    /// change, and so is a higher LSN with any version: a write this instance
+    /// had not heard of, whose message arrived after a later version (this
+    /// instance's own reply), was not in what a replica behind its LSN
+    /// loaded since (`a_late_message_that_raises_a_tags_lsn_is_a_change`).
     pub(crate) fn apply(&self, updates: impl IntoIterator<Item = (TagId, u64, u64)>) {
         let now = Instant::now();
         let Ok(mut map) = self.tags.write() else {
@@ -152,9 +156,10 @@ impl Versions {
                 at: 0,
                 changed: now,
             });
+            let raised = lsn > s.lsn;
             s.lsn = s.lsn.max(lsn);
-            if v > s.version {
-                s.version = v;
+            if v > s.version || raised {
+                s.version = s.version.max(v);
                 s.at = *g.get_or_insert_with(|| self.generation.fetch_add(1, Relaxed) + 1);
                 s.changed = now;
             }
@@ -279,6 +284,24 @@ mod tests {
         );
         v.apply([(t(1), 8, 110)]);
         assert!(!v.valid_since(&[t(1)], since));
+    }
+
+    #[test]
+    fn a_late_message_that_raises_a_tags_lsn_is_a_change() {
+        let v = Versions::default();
+        // this instance's write (LSN 100), then Redis's reply: version 6
+        v.bump_local(&[Moved::new(t(1), Level::Row)], 100, false);
+        v.apply([(t(1), 6, 100)]);
+        let since = v.generation();
+        // another instance's write of the tag came first in version order
+        // (5) but later in the WAL (110): its message arrives now
+        v.apply([(t(1), 5, 110)]);
+        assert_eq!(v.recorded(&[t(1)]), [6], "the version does not move back");
+        assert_eq!(v.max_lsn(&[t(1)]), 110);
+        assert!(
+            !v.valid_since(&[t(1)], since),
+            "an entry loaded before it, from a replica behind 110, stays valid"
+        );
     }
 
     #[test]
