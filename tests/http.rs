@@ -1338,9 +1338,86 @@ async fn a_write_empties_only_what_it_can_change() {
     let (outcome, page) = tokenless(&c, &older).await;
     assert_eq!(outcome, "miss", "the page that holds it");
     assert!(page.to_string().contains("renamed"));
+    // the feed that holds it: its rows again by key, not its ids (a title
+    // neither picks nor orders a feed)
+    let before = c.db.cache_stats().await;
+    let (outcome, page) = tokenless(&c, &feed).await;
+    assert_eq!(outcome, "miss", "the feed that holds it");
+    assert!(page.to_string().contains("renamed"));
+    let after = c.db.cache_stats().await;
+    assert_eq!(
+        (after.l1_hits - before.l1_hits, after.loads - before.loads),
+        (1, 1),
+        "the feed's ids a hit, its rows loaded again"
+    );
     assert_eq!(still_cached(&c, &profile_paths).await.len(), 10);
     let by_level = c.db.cache_stats().await.invalidations_by_level;
     println!("invalidations by level after the writes: {by_level:?}");
+}
+
+/// A feed's ids cached while a story among them is deleted behind the
+/// cache's back (SQL the service does not see): once another write of the
+/// page empties its rows, they come back one short, and the feed is read
+/// again in one query: a full page, the next story moved up. Without that,
+/// the page would keep one story fewer than it asked for.
+#[tokio::test]
+async fn a_feed_whose_cached_ids_name_a_deleted_story_is_read_again_whole() {
+    use sea_orm::ConnectionTrait;
+    let Some(cl) = cluster() else { return };
+    let _g = cl.shared().await;
+    let t = cl.fresh_db("feedgone").await;
+    let c = pg_client(&t, Duration::from_secs(60)).await;
+    let mut profiles = Vec::new();
+    for name in ["reader", "writer"] {
+        let r = c
+            .post("/profiles", json!({"username": name, "display_name": "P"}))
+            .await;
+        profiles.push(r.body["id"].as_i64().expect("id"));
+    }
+    let (reader, writer) = (profiles[0], profiles[1]);
+    let mut stories = Vec::new();
+    for i in 0..3 {
+        let r = c
+            .post(
+                "/stories",
+                json!({"author_id": writer, "title": format!("s{i}"), "body": "b", "published": true}),
+            )
+            .await;
+        stories.push(r.body["id"].as_i64().expect("id"));
+    }
+    let r = c
+        .post(&format!("/profiles/{reader}/following/{writer}"), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let feed = format!("/profiles/{reader}/feed?limit=2");
+    warm(&c, &feed).await;
+    assert_eq!(ids(&tokenless(&c, &feed).await.1), [stories[2], stories[1]]);
+    t.primary()
+        .await
+        .execute_unprepared(&format!("DELETE FROM stories WHERE id = {}", stories[1]))
+        .await
+        .expect("delete");
+    let r = c
+        .call(
+            Method::PATCH,
+            &format!("/stories/{}", stories[2]),
+            Some(json!({"title": "moved"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut last = Vec::new();
+    let whole = seaway_tests::wait_for(Duration::from_secs(5), || {
+        let (c, feed, want) = (&c, &feed, [stories[2], stories[0]]);
+        async move { ids(&tokenless(c, feed).await.1) == want }
+    })
+    .await;
+    if whole.is_err() {
+        last = ids(&tokenless(&c, &feed).await.1);
+    }
+    assert!(
+        whole.is_ok(),
+        "the feed kept the deleted story's place empty: {last:?}"
+    );
 }
 
 // ------------------------------------------------ the embedded default under load
