@@ -77,8 +77,10 @@ run() {
     local t0=$SECONDS wpid
     wrk -t2 -c64 -d600s -s scripts/load/warm.lua "http://127.0.0.1:$PORT" >/dev/null &
     wpid=$!
-    # as many keys as warm.lua reads: each story, each feed, 100 pages, featured
-    local keys=$((${LOAD_STORIES:-100000} + ${LOAD_PROFILES:-10000} + 100 + 1))
+    # as many cached reads as warm.lua makes: each story, each feed (two:
+    # its ids, then its rows; an empty one its ids and the profile), 100
+    # pages, featured
+    local keys=$((${LOAD_STORIES:-100000} + 2 * ${LOAD_PROFILES:-10000} + 100 + 1))
     until [ "$(curl -fs "127.0.0.1:$PORT/stats" | python3 -c "import json, sys; c = json.load(sys.stdin)['cache']; print(int(c['loads'] + c['l1']['hits'] + c['l2']['hits'] >= $keys))")" = 1 ]; do
       sleep 0.5
     done

@@ -235,7 +235,7 @@ async fn write<C: ConnectionTrait>(
 async fn read(rng: &mut StdRng, db: &Db, p: &DatabaseConnection) -> (String, String, String) {
     let stories = ids::<Story>(p, story::Column::Id).await;
     let profiles = ids::<Profile>(p, profile::Column::Id).await;
-    let kind = rng.random_range(0..12);
+    let kind = rng.random_range(0..13);
     let max = stories.iter().max().copied().unwrap_or(1);
     macro_rules! both {
         ($q:expr, $term:ident) => {{
@@ -341,6 +341,34 @@ async fn read(rng: &mut StdRng, db: &Db, p: &DatabaseConnection) -> (String, Str
             )
         }
         9 => both!(Profile::find_by_id(pick(rng, &profiles)), one),
+        // the service's feed ids: the key alone, picked by a subquery,
+        // ordered and paged (it depends on no row, only on columns)
+        11 => {
+            let followed = Query::select()
+                .column(follow::Column::FollowingId)
+                .from(follow::Entity)
+                .and_where(Expr::col(follow::Column::FollowerId).eq(pick(rng, &profiles)))
+                .to_owned();
+            let q = Story::find()
+                .select_only()
+                .column(story::Column::Id)
+                .filter(story::Column::Published.eq(true))
+                .filter(story::Column::AuthorId.in_subquery(followed))
+                .order_by_desc(story::Column::PublishedAt)
+                .order_by_desc(story::Column::Id)
+                .limit(rng.random_range(1..4))
+                .offset(rng.random_range(0..2));
+            let cached = q
+                .clone()
+                .using_replica()
+                .cached()
+                .into_tuple::<i64>()
+                .all(db)
+                .await
+                .expect("cached");
+            let plain = q.into_tuple::<i64>().all(p).await.expect("plain");
+            ("r11".into(), format!("{cached:?}"), format!("{plain:?}"))
+        }
         10 => both!(
             Profile::find()
                 .find_with_related(Story)
