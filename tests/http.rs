@@ -130,6 +130,30 @@ fn ids(list: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// A new profile named `username`, through the service: its id.
+async fn new_profile(c: &Client, username: &str) -> i64 {
+    let r = c
+        .post(
+            "/profiles",
+            json!({"username": username, "display_name": "P"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["id"].as_i64().expect("id")
+}
+
+/// A new published story by `author`, through the service: its id.
+async fn new_story(c: &Client, author: i64, title: &str) -> i64 {
+    let r = c
+        .post(
+            "/stories",
+            json!({"author_id": author, "title": title, "body": "b", "published": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["id"].as_i64().expect("id")
+}
+
 async fn sqlite_client() -> Client {
     let dir = std::env::temp_dir().join(format!("seaway-http-{:x}", rand::random::<u64>()));
     let cfg = AppConfig {
@@ -1185,23 +1209,11 @@ async fn a_write_empties_only_what_it_can_change() {
     let c = pg_client(&t, Duration::from_secs(60)).await;
     let mut profiles = Vec::new();
     for i in 0..11 {
-        let r = c
-            .post(
-                "/profiles",
-                json!({"username": format!("p{i}"), "display_name": "P"}),
-            )
-            .await;
-        profiles.push(r.body["id"].as_i64().expect("id"));
+        profiles.push(new_profile(&c, &format!("p{i}")).await);
     }
     let mut stories = Vec::new();
     for i in 0..12 {
-        let r = c
-            .post(
-                "/stories",
-                json!({"author_id": profiles[i % 3], "title": format!("s{i}"), "body": "b", "published": true}),
-            )
-            .await;
-        stories.push(r.body["id"].as_i64().expect("id"));
+        stories.push(new_story(&c, profiles[i % 3], &format!("s{i}")).await);
     }
     c.post(
         &format!("/profiles/{}/following/{}", profiles[5], profiles[0]),
@@ -1367,23 +1379,13 @@ async fn a_feed_whose_cached_ids_name_a_deleted_story_is_read_again_whole() {
     let _g = cl.shared().await;
     let t = cl.fresh_db("feedgone").await;
     let c = pg_client(&t, Duration::from_secs(60)).await;
-    let mut profiles = Vec::new();
-    for name in ["reader", "writer"] {
-        let r = c
-            .post("/profiles", json!({"username": name, "display_name": "P"}))
-            .await;
-        profiles.push(r.body["id"].as_i64().expect("id"));
-    }
-    let (reader, writer) = (profiles[0], profiles[1]);
+    let (reader, writer) = (
+        new_profile(&c, "reader").await,
+        new_profile(&c, "writer").await,
+    );
     let mut stories = Vec::new();
     for i in 0..3 {
-        let r = c
-            .post(
-                "/stories",
-                json!({"author_id": writer, "title": format!("s{i}"), "body": "b", "published": true}),
-            )
-            .await;
-        stories.push(r.body["id"].as_i64().expect("id"));
+        stories.push(new_story(&c, writer, &format!("s{i}")).await);
     }
     let r = c
         .post(&format!("/profiles/{reader}/following/{writer}"), json!({}))

@@ -9,7 +9,7 @@ use seaway::prelude::*;
 use seaway::{CacheOutcome, Db};
 use seaway_tests::bookkeeping::{bookkeeping, set_back};
 use seaway_tests::story::{cached_title, replicated_title, try_set_title};
-use seaway_tests::{TestDb, cluster, insert_profile, insert_story, wait_for};
+use seaway_tests::{Cluster, Guard, TestDb, cluster, insert_profile, insert_story, wait_for};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -28,6 +28,24 @@ fn nodes() -> Option<Vec<String>> {
             None
         }
     }
+}
+
+/// Waits until `db` has no invalidation pending (Redis took each one and a
+/// replica acknowledged it); panics with `what` after `limit`.
+async fn acknowledged(db: &Db, limit: Duration, what: &str) {
+    wait_for(limit, || async { db.cache_stats().await.pending == 0 })
+        .await
+        .unwrap_or_else(|_| panic!("not acknowledged: {what}"));
+}
+
+/// A test's start: the nodes, the cluster (held alone: these tests stop
+/// and pause nodes), and a database of its own; `None` without the cluster.
+async fn start(name: &str) -> Option<(Vec<String>, Cluster, Guard, TestDb)> {
+    let nodes = nodes()?;
+    let c = cluster().expect("cluster");
+    let g = c.exclusive().await;
+    let t = c.fresh_db(name).await;
+    Some((nodes, c, g, t))
 }
 
 /// Two instances on `t` with L2 on the Redis Cluster (B without an L1).
@@ -63,10 +81,9 @@ async fn instances_with(t: &TestDb, nodes: &[String], timeout: Duration) -> (Db,
 /// An entry stored by A is an L2 hit on B, and A's write reaches B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_and_invalidations_cross_instances_on_a_redis_cluster() {
-    let Some(nodes) = nodes() else { return };
-    let c = cluster().expect("cluster");
-    let _g = c.exclusive().await;
-    let t = c.fresh_db("rcluster").await;
+    let Some((nodes, _c, _g, t)) = start("rcluster").await else {
+        return;
+    };
     let (a, b) = instances(&t, &nodes).await;
     let author = insert_profile(a.primary(), "rc").await;
     let id = insert_story(a.primary(), author, "v0", true).await;
@@ -183,10 +200,9 @@ async fn converge(t: &TestDb, a: &Db, b: &Db, ids: &[i64]) {
 /// and afterwards every instance reads what the primary holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_of_every_master_under_load_fails_nothing_and_leaves_nothing_stale() {
-    let Some(nodes) = nodes() else { return };
-    let c = cluster().expect("cluster");
-    let _g = c.exclusive().await;
-    let t = c.fresh_db("rcfailover").await;
+    let Some((nodes, c, _g, t)) = start("rcfailover").await else {
+        return;
+    };
     let (a, b) = instances(&t, &nodes).await;
     let ids = stories(&t, &a, "rcf").await;
     let (_, failed) = under_load(&a, &b, &ids, "failover of every master", || {
@@ -259,10 +275,9 @@ async fn versions_master(t: &TestDb, nodes: &[String]) -> String {
 /// `a_lost_version_never_makes_a_later_write_invalidate_nothing`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_under_load_fails_nothing_and_leaves_nothing_stale() {
-    let Some(nodes) = nodes() else { return };
-    let c = cluster().expect("cluster");
-    let _g = c.exclusive().await;
-    let t = c.fresh_db("rckill").await;
+    let Some((nodes, c, _g, t)) = start("rckill").await else {
+        return;
+    };
     let (a, b) = instances(&t, &nodes).await;
     let ids = stories(&t, &a, "rck").await;
     try_set_title(&a, ids[0], "s0-0")
@@ -314,10 +329,9 @@ async fn bus_nodes(t: &TestDb, nodes: &[String]) -> Vec<String> {
 /// falls back to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bus_moves_to_another_node_when_its_node_dies() {
-    let Some(nodes) = nodes() else { return };
-    let c = cluster().expect("cluster");
-    let _g = c.exclusive().await;
-    let t = c.fresh_db("rcbus").await;
+    let Some((nodes, c, _g, t)) = start("rcbus").await else {
+        return;
+    };
     let make = || {
         let mut cfg = t.config().build();
         cfg.redis_url = None;
@@ -412,20 +426,15 @@ async fn replica_of(nodes: &[String], port: &str) -> String {
 /// old title from L2 until the entry's TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_no_redis_replica_acknowledged_is_sent_again() {
-    let Some(nodes) = nodes() else { return };
-    let c = cluster().expect("cluster");
-    let _g = c.exclusive().await;
-    let t = c.fresh_db("rcwait").await;
+    let Some((nodes, c, _g, t)) = start("rcwait").await else {
+        return;
+    };
     let (a, b) = instances(&t, &nodes).await;
     let id = stories(&t, &a, "rcw").await[0];
     // a first write: A learns that the versions' master has a replica
     try_set_title(&a, id, "v0").await.expect("write");
     replicated_title(&t, id, "v0").await;
-    wait_for(Duration::from_secs(3), || async {
-        a.cache_stats().await.pending == 0
-    })
-    .await
-    .expect("the first write acknowledged");
+    acknowledged(&a, Duration::from_secs(3), "the first write acknowledged").await;
     assert_eq!(cached_title(&a, id).await.0.as_deref(), Some("v0"));
     wait_for(Duration::from_secs(5), || async {
         cached_title(&b, id).await == (Some("v0".into()), CacheOutcome::HitL2)
@@ -494,10 +503,9 @@ async fn an_invalidation_no_redis_replica_acknowledged_is_sent_again() {
 /// master had not replicated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_versions_master_gives_every_instance_a_new_epoch() {
-    let Some(nodes) = nodes() else { return };
-    let c = cluster().expect("cluster");
-    let _g = c.exclusive().await;
-    let t = c.fresh_db("rcepoch").await;
+    let Some((nodes, c, _g, t)) = start("rcepoch").await else {
+        return;
+    };
     let (probe, _) = instances(&t, &nodes).await;
     let master = versions_master(&t, &nodes).await;
     let replica = replica_of(&nodes, &master).await;
@@ -591,10 +599,9 @@ async fn a_killed_versions_master_gives_every_instance_a_new_epoch() {
 /// instance reads what the primary holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_replica_fails_nothing_and_leaves_nothing_stale() {
-    let Some(nodes) = nodes() else { return };
-    let c = cluster().expect("cluster");
-    let _g = c.exclusive().await;
-    let t = c.fresh_db("rcpause").await;
+    let Some((nodes, c, _g, t)) = start("rcpause").await else {
+        return;
+    };
     let (a, b) = instances(&t, &nodes).await;
     let ids = stories(&t, &a, "rcp").await;
     try_set_title(&a, ids[0], "s0-0")
@@ -619,11 +626,12 @@ async fn a_paused_redis_replica_fails_nothing_and_leaves_nothing_stale() {
         "no WAIT went unanswered: was the replica paused?"
     );
     for db in [&a, &b] {
-        wait_for(Duration::from_secs(5), || async {
-            db.cache_stats().await.pending == 0
-        })
-        .await
-        .expect("every pending invalidation acknowledged after the resume");
+        acknowledged(
+            db,
+            Duration::from_secs(5),
+            "every pending invalidation acknowledged after the resume",
+        )
+        .await;
     }
     converge(&t, &a, &b, &ids).await;
 }
@@ -637,21 +645,16 @@ async fn a_paused_redis_replica_fails_nothing_and_leaves_nothing_stale() {
 /// wait the 500 ms out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_invalidation_holds_up_no_l2_read() {
-    let Some(nodes) = nodes() else { return };
-    let c = cluster().expect("cluster");
-    let _g = c.exclusive().await;
-    let t = c.fresh_db("rcconn").await;
+    let Some((nodes, c, _g, t)) = start("rcconn").await else {
+        return;
+    };
     let timeout = Duration::from_secs(1);
     let (_a, b) = instances_with(&t, &nodes, timeout).await;
     let ids = stories(&t, &b, "rcc").await;
     let (written, read) = (ids[0], ids[1]);
     // a first write: B learns that the versions' master has a replica
     try_set_title(&b, written, "v0").await.expect("write");
-    wait_for(Duration::from_secs(3), || async {
-        b.cache_stats().await.pending == 0
-    })
-    .await
-    .expect("the first write acknowledged");
+    acknowledged(&b, Duration::from_secs(3), "the first write acknowledged").await;
     cached_title(&b, read).await;
     assert_eq!(cached_title(&b, read).await.1, CacheOutcome::HitL2);
     let master = versions_master(&t, &nodes).await;
@@ -694,11 +697,12 @@ async fn a_waiting_invalidation_holds_up_no_l2_read() {
         "an L2 read waited {slowest:?} behind an invalidation's WAIT of {:?}",
         timeout / 2
     );
-    wait_for(Duration::from_secs(5), || async {
-        b.cache_stats().await.pending == 0
-    })
-    .await
-    .expect("every pending invalidation acknowledged after the resume");
+    acknowledged(
+        &b,
+        Duration::from_secs(5),
+        "every pending invalidation acknowledged after the resume",
+    )
+    .await;
 }
 
 /// While the versions' replica is paused, one unanswered `WAIT` (half the
@@ -708,10 +712,9 @@ async fn a_waiting_invalidation_holds_up_no_l2_read() {
 /// invalidation connection is held once per window, not once per write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_redis_replica_delays_announcements_once_not_per_write() {
-    let Some(nodes) = nodes() else { return };
-    let c = cluster().expect("cluster");
-    let _g = c.exclusive().await;
-    let t = c.fresh_db("rcslow").await;
+    let Some((nodes, c, _g, t)) = start("rcslow").await else {
+        return;
+    };
     let timeout = Duration::from_secs(1);
     let (a, b) = instances_with(&t, &nodes, timeout).await;
     let author = insert_profile(a.primary(), "rcs").await;
@@ -722,11 +725,7 @@ async fn a_slow_redis_replica_delays_announcements_once_not_per_write() {
     try_set_title(&b, ids[0], "s0")
         .await
         .expect("a first write");
-    wait_for(Duration::from_secs(3), || async {
-        b.cache_stats().await.pending == 0
-    })
-    .await
-    .expect("the first write acknowledged");
+    acknowledged(&b, Duration::from_secs(3), "the first write acknowledged").await;
     for (i, id) in ids.iter().enumerate() {
         replicated_title(&t, *id, &format!("s{i}")).await;
         cached_title(&a, *id).await;
@@ -771,11 +770,12 @@ async fn a_slow_redis_replica_delays_announcements_once_not_per_write() {
         took < timeout * 2,
         "10 announcements took {took:?}: the invalidation connection was held per write"
     );
-    wait_for(Duration::from_secs(5), || async {
-        b.cache_stats().await.pending == 0
-    })
-    .await
-    .expect("every pending invalidation acknowledged after the resume");
+    acknowledged(
+        &b,
+        Duration::from_secs(5),
+        "every pending invalidation acknowledged after the resume",
+    )
+    .await;
     let resumed = hit_rate(&a, &ids).await;
     println!(
         "A's L1 hit rate on the 10 written stories over 2 s: {paused:.3} while the \
