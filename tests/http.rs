@@ -1422,6 +1422,46 @@ async fn a_feed_whose_cached_ids_name_a_deleted_story_is_read_again_whole() {
     );
 }
 
+/// A feed read as two cached reads says `X-Cache: miss` when either
+/// loaded: after a follow of an author with no published story, its ids
+/// are read again and its rows, the same ones, are an L1 hit.
+#[tokio::test]
+async fn a_feed_whose_ids_were_read_again_says_miss() {
+    let Some(cl) = cluster() else { return };
+    let _g = cl.shared().await;
+    let t = cl.fresh_db("feedmiss").await;
+    let c = pg_client(&t, Duration::from_secs(60)).await;
+    let (reader, writer, quiet) = (
+        new_profile(&c, "reader").await,
+        new_profile(&c, "writer").await,
+        new_profile(&c, "quiet").await,
+    );
+    new_story(&c, writer, "s").await;
+    for followed in [writer, quiet] {
+        if followed == quiet {
+            let feed = format!("/profiles/{reader}/feed");
+            warm(&c, &feed).await;
+        }
+        let r = c
+            .post(
+                &format!("/profiles/{reader}/following/{followed}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let before = c.db.cache_stats().await;
+    let (outcome, page) = tokenless(&c, &format!("/profiles/{reader}/feed")).await;
+    let after = c.db.cache_stats().await;
+    assert_eq!(ids(&page).len(), 1);
+    assert_eq!(
+        (after.loads - before.loads, after.l1_hits - before.l1_hits),
+        (1, 1),
+        "the ids loaded, the rows a hit"
+    );
+    assert_eq!(outcome, "miss", "a response that loaded said {outcome}");
+}
+
 // ------------------------------------------------ the embedded default under load
 
 /// 16 clients writing at once on the embedded default (title PATCHes over

@@ -13,9 +13,11 @@ use std::task::{Context, Poll};
 
 /// The request header carrying a consistency token, and the response header issuing one.
 pub const TOKEN_HEADER: &str = "x-consistency-token";
-/// Where the last read of the request was served from.
+/// Where the request's last read that went to the database was served from
+/// (when none did: its last read).
 pub const ROUTE_HEADER: &str = "x-db-route";
-/// The cache outcome of the last read of the request.
+/// The cache outcome of the request's last read that went to the database
+/// (`miss`, `bypass`; when none did: its last read's hit).
 pub const CACHE_HEADER: &str = "x-cache";
 
 type BadToken = Arc<dyn Fn(TokenError) -> Response<Body> + Send + Sync>;

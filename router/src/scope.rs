@@ -1,5 +1,5 @@
 //! Per-request state in a tokio task-local: the sticky flag, the minimum LSN a
-//! read must see, forced-primary, the pinned replica and what the last read did.
+//! read must see, forced-primary, the pinned replica and what its reads did.
 //!
 //! The axum layer ([`SeawayLayer`](crate::SeawayLayer)) opens a scope per
 //! request. Code outside any request (a background job) can open one by hand:
@@ -97,9 +97,11 @@ pub struct ScopeState {
     /// The replica chosen by this scope's first replica read (index + 1; 0: none),
     /// kept while it stays usable so that time never goes backwards.
     pinned: AtomicU64,
-    /// Route of the last read, for `X-DB-Route`.
+    /// Route of the last read that went to the database (else of the last
+    /// read), for `X-DB-Route`.
     last_route: Mutex<Option<Route>>,
-    /// Cache outcome of the last read, for `X-Cache`.
+    /// Cache outcome of the last read that went to the database (else of
+    /// the last read), for `X-Cache`.
     last_cache: AtomicU8,
     /// A token, or a write whose LSN could not be read, asks for the primary.
     token_primary: AtomicBool,
@@ -139,16 +141,29 @@ impl ScopeState {
         self.pinned.store(idx as u64 + 1, Ordering::Relaxed);
     }
     pub(crate) fn record(&self, route: Route, cache: CacheOutcome) {
+        // a hit after a read that went to the database does not hide it (a
+        // page read as its ids, then its rows, loaded when either did)
+        if matches!(cache, CacheOutcome::HitL1 | CacheOutcome::HitL2)
+            && matches!(
+                self.last_cache(),
+                Some(CacheOutcome::Miss | CacheOutcome::Bypass)
+            )
+        {
+            return;
+        }
         if let Ok(mut r) = self.last_route.lock() {
             *r = Some(route);
         }
         self.last_cache.store(cache as u8, Ordering::Relaxed);
     }
-    /// Route of the last read in this scope.
+    /// Route of the last read in this scope that went to the database, or,
+    /// when none did, of its last read.
     pub fn last_route(&self) -> Option<Route> {
         self.last_route.lock().ok().and_then(|r| r.clone())
     }
-    /// Cache outcome of the last read in this scope.
+    /// Cache outcome of the last read in this scope that went to the
+    /// database (a miss or a bypass), or, when none did, of its last read
+    /// (a hit).
     pub fn last_cache(&self) -> Option<CacheOutcome> {
         CacheOutcome::from_u8(self.last_cache.load(Ordering::Relaxed))
     }
@@ -246,4 +261,24 @@ pub(crate) async fn prevent_writes<F: Future>(fut: F) -> F::Output {
 /// Runs `fut` with every read forced to the primary.
 pub(crate) async fn force_primary<F: Future>(fut: F) -> F::Output {
     FORCE_PRIMARY.scope(true, fut).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hit_after_a_database_read_does_not_hide_it() {
+        let s = Scope::new();
+        let st = s.state();
+        st.record(Route::Replica("r1".into()), CacheOutcome::HitL1);
+        assert_eq!(st.last_cache(), Some(CacheOutcome::HitL1));
+        st.record(Route::Replica("r2".into()), CacheOutcome::Miss);
+        st.record(Route::Replica("r1".into()), CacheOutcome::HitL1);
+        assert_eq!(st.last_cache(), Some(CacheOutcome::Miss));
+        assert_eq!(st.last_route(), Some(Route::Replica("r2".into())));
+        st.record(Route::Primary, CacheOutcome::Bypass);
+        assert_eq!(st.last_cache(), Some(CacheOutcome::Bypass));
+        assert_eq!(st.last_route(), Some(Route::Primary));
+    }
 }
