@@ -313,3 +313,91 @@ async fn a_write_whose_version_comes_first_but_lsn_later_refuses_a_replica_behin
     );
     assert_eq!(a.stats().refused_lag, 1);
 }
+
+/// A fill loaded after this instance's write (so it sees the write) while
+/// Redis's reply to the write's invalidation arrives is kept: the reply
+/// shows that no other write of the tag came between (its previous version
+/// is one this instance knew). When another instance's write did come
+/// between (its message not heard here), the same fill is refused.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_fill_made_after_a_write_outlives_the_writes_own_reply() {
+    let Some(url) = redis_url() else { return };
+    let config = crate::Config::builder()
+        .key_prefix(format!("seaway-unit-{:x}", rand::random::<u64>()))
+        .build();
+    let settings = Settings {
+        l1_max_bytes: 1 << 20,
+        max_entry_bytes: 1 << 20,
+        join_deadline: Duration::from_secs(5),
+    };
+    let a = QueryCache::start(settings, Some((&url, &config)), 1, Arc::default())
+        .await
+        .expect("A");
+    assert!(a.bus_up.load(Relaxed), "A's bus up");
+    let mut other = L2::new(&url, &config, 1).expect("the other instance");
+    other.keys.channel = format!("{}-elsewhere", other.keys.channel);
+    let moved = [Moved::new(TagId::members("stories"), Level::Table)];
+    // the write at 100; its reply arrives while a replica at 120 loads
+    let write_then_load = |key: u128, lsn: u64, n: i64| {
+        let a = a.clone();
+        async move {
+            let g = a.invalidate_local(&moved, Lsn(lsn));
+            let c = a.clone();
+            a.get_or_load(req(key, Lsn::ZERO), || async move {
+                c.announce(&moved, Lsn(lsn), g).await;
+                Ok((n, source(lsn + 20, lsn + 20)))
+            })
+            .await
+            .map(|(v, o)| (*v, o))
+            .expect("load")
+        }
+    };
+    assert_eq!(write_then_load(1, 100, 7).await, (7, CacheOutcome::Miss));
+    assert_eq!(
+        load_n(&a, 1, 8, 200).await,
+        (7, CacheOutcome::HitL1),
+        "the write's own reply refused a fill that saw the write"
+    );
+    assert_eq!(a.stats().refused_race, 0);
+    // another instance's write of a listing's row takes a version first
+    // (a row of the listing's result: an L2 read does not fetch its tag)
+    let epoch = a.epoch().expect("an epoch").text;
+    let row = TagId::row("stories", &["42".to_owned()]);
+    let moved = [Moved::new(row, Level::Row)];
+    fn listing(_: &i64) -> Option<(Vec<TagId>, bool)> {
+        let mut tags = stories();
+        tags.push(TagId::row("stories", &["42".to_owned()]));
+        Some((tags, false))
+    }
+    let listed = || Request {
+        deps: &listing,
+        ..req(2, Lsn::ZERO)
+    };
+    let g = a.invalidate_local(&moved, Lsn(300));
+    other
+        .invalidate(&epoch, &[(row, true)], Lsn(290))
+        .await
+        .map_err(|_| "refused")
+        .expect("the other write");
+    let c = a.clone();
+    let got = a
+        .get_or_load(listed(), || async move {
+            c.announce(&moved, Lsn(300), g).await;
+            Ok((9, source(320, 320)))
+        })
+        .await
+        .map(|(v, o)| (*v, o))
+        .expect("load");
+    assert_eq!(got, (9, CacheOutcome::Miss));
+    let again = a
+        .get_or_load(listed(), || async { Ok((10, source(400, 400))) })
+        .await
+        .map(|(v, o)| (*v, o))
+        .expect("load");
+    assert_eq!(
+        again,
+        (10, CacheOutcome::Miss),
+        "a fill that may have missed another instance's write was kept"
+    );
+}
