@@ -10,8 +10,12 @@
 //!   Here a tag's Redis version is the largest ever seen ([`Versions::apply`]
 //!   takes the maximum): a reply that arrives after a newer message cannot
 //!   move it back (`a_stale_reply_never_moves_a_version_back`).
-//! * Every change of any tag (a local write, a message, a newer version in a
-//!   reply) takes a new *generation*; the tag remembers it. An entry is valid
+//! * Every change of any tag (a local write, another instance's message, a
+//!   newer version in a reply, a higher invalidation LSN) takes a new
+//!   *generation*; the tag remembers it. The reply to this instance's own
+//!   invalidation is no change when no other write of the tag came between
+//!   (its previous version in Redis is one applied here): the local write
+//!   was the change ([`Versions::apply_own`]). An entry is valid
 //!   when none of its tags changed after the generation at which its load
 //!   began, and when L1 was not emptied since. An entry that was valid at the
 //!   current generation is valid without looking at its tags.
