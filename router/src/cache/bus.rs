@@ -109,16 +109,10 @@ async fn listen(l2: &L2, cache: &Weak<QueryCache>, ps: redis::aio::PubSub) {
                         }
                     }
                     Some(Message::Heartbeat { .. }) | None => {}
-                    Some(Message::Invalidation { instance, epoch, lsn, version, tags }) => {
+                    Some(Message::Invalidation { epoch, lsn, version, tags, .. }) => {
                         if c.epoch().is_some_and(|e| e.text == epoch) {
                             c.catchup.want(crate::lsn::Lsn(lsn));
-                            // this instance's own: the reply to it moves the
-                            // versions (`Versions::apply_own`), and applied
-                            // first the message would invalidate the fills
-                            // made since the write, which see it
-                            if instance != l2.instance {
-                                c.versions.apply(tags.into_iter().map(|t| (t, version, lsn)));
-                            }
+                            c.versions.apply(tags.into_iter().map(|t| (t, version, lsn)));
                             c.versions.heard(version);
                         } else if let Some(now) = l2.ensure_epoch().await {
                             // another instance saw a new epoch first

@@ -69,11 +69,10 @@ return cur
 /// (`a_lost_version_never_makes_a_later_write_invalidate_nothing`).
 /// Integers stay exact in Lua's doubles until 2^53 µs (the year 2255).
 ///
-/// Returns `{version, replicas, {lsn, ..}, {previous, ..}}`: the server's
-/// connected replicas (-1 when `INFO` is refused), which tells
-/// [`L2::invalidate`] whether to wait for one, each tag's invalidation LSN
-/// as it now is (the largest any write of it brought, [`Taken::lsns`]), and
-/// each tag's version before this one ([`Taken::previous`]).
+/// Returns `{version, replicas, {lsn, ..}}`: the server's connected
+/// replicas (-1 when `INFO` is refused), which tells [`L2::invalidate`]
+/// whether to wait for one, and each tag's invalidation LSN as it now is
+/// (the largest any write of it brought): see [`Taken::lsns`].
 const INVALIDATE: &str = r"
 local e = redis.call('GET', KEYS[1])
 if e ~= ARGV[1] then return redis.error_reply('SEAWAY_EPOCH') end
@@ -86,10 +85,8 @@ redis.call('SET', KEYS[2], v)
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = (#KEYS - 3) / 2
 local lsns = {}
-local prev = {}
 local msg = ARGV[4] .. '\n' .. ARGV[1] .. '\n' .. ARGV[2] .. '\n' .. v
 for i = 1, n do
-  prev[i] = redis.call('GET', KEYS[2 + 2 * i]) or '0'
   redis.call('SET', KEYS[2 + 2 * i], v)
   local tl = KEYS[3 + 2 * i]
   local cur = redis.call('GET', tl)
@@ -105,7 +102,7 @@ redis.call('PUBLISH', ARGV[3], msg)
 local replicas = -1
 local ok, info = pcall(redis.call, 'INFO', 'replication')
 if ok and info then replicas = tonumber(string.match(info, 'connected_slaves:(%d+)') or '-1') end
-return {tonumber(v), replicas, lsns, prev}
+return {tonumber(v), replicas, lsns}
 ";
 
 /// [`INVALIDATE`], hashed once.
@@ -157,13 +154,6 @@ pub(crate) struct Taken {
     /// meantime
     /// (`a_write_whose_version_comes_first_but_lsn_later_refuses_a_replica_behind_it`).
     pub(crate) lsns: Vec<u64>,
-    /// Each tag's version before this invalidation (0: none). When it is
-    /// one this instance has applied, no write of the tag came between
-    /// what this instance knew and this write, so what it loaded since the
-    /// write (which sees it) stays valid: the reply moves the version
-    /// without invalidating those fills
-    /// (`a_fill_made_after_a_write_outlives_the_writes_own_reply`).
-    pub(crate) previous: Vec<u64>,
 }
 
 /// Why an invalidation was not taken.
@@ -653,20 +643,19 @@ impl L2 {
                     .cmd("WAIT")
                     .arg(1)
                     .arg(wait_timeout(self.timeout).as_millis() as u64);
-                let ((v, n, l, prev), acks): ((u64, i64, Vec<String>, Vec<String>), i64) =
+                let ((v, n, l), acks): ((u64, i64, Vec<String>), i64) =
                     p.query_async(&mut conn).await?;
-                Ok((v, n, l, prev, Some(acks)))
+                Ok((v, n, l, Some(acks)))
             } else {
                 let script = invalidate_script();
                 let mut inv = script.prepare_invoke();
                 inv.key(&keys).arg(&args);
-                let (v, n, l, prev): (u64, i64, Vec<String>, Vec<String>) =
-                    inv.invoke_async(&mut conn).await?;
-                Ok::<_, redis::RedisError>((v, n, l, prev, None))
+                let (v, n, l): (u64, i64, Vec<String>) = inv.invoke_async(&mut conn).await?;
+                Ok::<_, redis::RedisError>((v, n, l, None))
             }
         };
         match tokio::time::timeout(self.timeout, run).await {
-            Ok(Ok((version, replicas, lsns, previous, acks))) => {
+            Ok(Ok((version, replicas, lsns, acks))) => {
                 permit.succeeded();
                 self.replicas
                     .store(replicas, std::sync::atomic::Ordering::Relaxed);
@@ -693,16 +682,10 @@ impl L2 {
                     .iter()
                     .map(|l| u64::from_str_radix(l, 16).unwrap_or(0))
                     .collect();
-                // one that does not parse counts as unknown: the largest
-                let previous = previous
-                    .iter()
-                    .map(|p| p.parse().unwrap_or(u64::MAX))
-                    .collect();
                 Ok(Taken {
                     version,
                     durable,
                     lsns,
-                    previous,
                 })
             }
             Ok(Err(e)) if e.to_string().contains("SEAWAY_EPOCH") => {

@@ -28,7 +28,6 @@ pub(crate) struct Taken {
     pub(crate) version: u64,
     pub(crate) durable: bool,
     pub(crate) lsns: Vec<u64>,
-    pub(crate) previous: Vec<u64>,
 }
 
 /// As with Redis.

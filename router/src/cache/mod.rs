@@ -704,10 +704,9 @@ impl QueryCache {
                 Ok(taken) => {
                     let version = taken.version;
                     self.versions
-                        .apply_own(tags.iter().enumerate().map(|(i, (t, _))| {
+                        .apply(tags.iter().enumerate().map(|(i, (t, _))| {
                             let l = taken.lsns.get(i).copied().unwrap_or(0);
-                            let previous = taken.previous.get(i).copied().unwrap_or(u64::MAX);
-                            (*t, version, l.max(lsn.0), previous)
+                            (*t, version, l.max(lsn.0))
                         }));
                     self.versions.heard(version);
                     if !taken.durable {

@@ -12,10 +12,7 @@
 //!   move it back (`a_stale_reply_never_moves_a_version_back`).
 //! * Every change of any tag (a local write, another instance's message, a
 //!   newer version in a reply, a higher invalidation LSN) takes a new
-//!   *generation*; the tag remembers it. The reply to this instance's own
-//!   invalidation is no change when no other write of the tag came between
-//!   (its previous version in Redis is one applied here): the local write
-//!   was the change ([`Versions::apply_own`]). An entry is valid
+//!   *generation*; the tag remembers it. An entry is valid
 //!   when none of its tags changed after the generation at which its load
 //!   began, and when L1 was not emptied since. An entry that was valid at the
 //!   current generation is valid without looking at its tags.
@@ -170,37 +167,6 @@ impl Versions {
         }
     }
 
-    /// The reply to this instance's own invalidation: `(tag, version, lsn,
-    /// previous)`, `previous` being the tag's version in Redis before it.
-    /// As [`apply`](Self::apply), except that a tag whose previous version
-    /// is one this instance had applied moves without a change: no write
-    /// of it came between, and what was loaded since this instance's write
-    /// (which [`bump_local`](Self::bump_local) made a change) sees that
-    /// write. Another write in between, or a higher LSN, is a change.
-    pub(crate) fn apply_own(&self, updates: impl IntoIterator<Item = (TagId, u64, u64, u64)>) {
-        let now = Instant::now();
-        let Ok(mut map) = self.tags.write() else {
-            return;
-        };
-        let mut g = None;
-        for (t, v, lsn, previous) in updates {
-            let s = map.entry(t).or_insert(TagState {
-                version: 0,
-                lsn: 0,
-                at: 0,
-                changed: now,
-            });
-            let raised = lsn > s.lsn;
-            s.lsn = s.lsn.max(lsn);
-            let between = v > s.version && previous > s.version;
-            if raised || between {
-                s.at = *g.get_or_insert_with(|| self.generation.fetch_add(1, Relaxed) + 1);
-                s.changed = now;
-            }
-            s.version = s.version.max(v);
-        }
-    }
-
     /// Whether any of `tags` has a local write Redis has not taken.
     pub(crate) fn any_pending(&self, tags: &[TagId]) -> bool {
         self.pending
@@ -337,30 +303,6 @@ mod tests {
             !v.valid_since(&[t(1)], since),
             "an entry loaded before it, from a replica behind 110, stays valid"
         );
-    }
-
-    #[test]
-    fn the_reply_to_an_own_write_is_a_change_only_when_another_came_between() {
-        let v = Versions::default();
-        v.apply([(t(1), 4, 90)]);
-        v.bump_local(&[Moved::new(t(1), Level::Row)], 100, false);
-        let since = v.generation();
-        // Redis had version 4, which this instance knew: nothing between
-        v.apply_own([(t(1), 6, 100, 4)]);
-        assert_eq!(v.recorded(&[t(1)]), [6]);
-        assert!(v.valid_since(&[t(1)], since), "the own reply is no change");
-        // Redis had 7, which it did not know: another write came between
-        v.bump_local(&[Moved::new(t(1), Level::Row)], 120, false);
-        let since = v.generation();
-        v.apply_own([(t(1), 8, 120, 7)]);
-        assert!(
-            !v.valid_since(&[t(1)], since),
-            "a write in between is a change"
-        );
-        // nothing between, but the tag's LSN in Redis is higher
-        let since = v.generation();
-        v.apply_own([(t(1), 9, 130, 8)]);
-        assert!(!v.valid_since(&[t(1)], since), "a higher LSN is a change");
     }
 
     #[test]
