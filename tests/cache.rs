@@ -209,11 +209,10 @@ async fn a_hundred_concurrent_misses_make_one_query() {
     assert_eq!(queries, 1, "one database query");
 }
 
-#[tokio::test]
-async fn a_lagging_replica_never_puts_stale_rows_in_the_cache() {
-    let Some(c) = cluster() else { return };
-    let _g = c.exclusive().await;
-    let t = c.fresh_db("lagfill").await;
+/// A story cached as "old", both replicas 1 s behind, then its title set
+/// to "new" through the returned `Db` (which skips no replica for lag).
+async fn cached_then_written_under_lag(c: &seaway_tests::Cluster, name: &str) -> (Db, i64) {
+    let t = c.fresh_db(name).await;
     let db = Db::connect(t.config().max_replica_lag(Duration::from_secs(60)).build())
         .await
         .expect("db");
@@ -222,6 +221,14 @@ async fn a_lagging_replica_never_puts_stale_rows_in_the_cache() {
     c.run(&["lag", "1000", "1"]);
     c.run(&["lag", "1000", "2"]);
     set_title(&db, id, "new").await;
+    (db, id)
+}
+
+#[tokio::test]
+async fn a_lagging_replica_never_puts_stale_rows_in_the_cache() {
+    let Some(c) = cluster() else { return };
+    let _g = c.exclusive().await;
+    let (db, id) = cached_then_written_under_lag(&c, "lagfill").await;
     let start = Instant::now();
     let mut first_new = None;
     let (mut reads, mut stale_after_new) = (0, 0);
@@ -247,7 +254,127 @@ async fn a_lagging_replica_never_puts_stale_rows_in_the_cache() {
     );
     assert!(
         stats.refused_lag >= 1,
-        "stale replica reads were returned but not stored"
+        "stale replica answers were refused, not stored"
+    );
+    c.reset();
+}
+
+/// The replica's title of story `id`, uncached: what the lag leaves there.
+async fn replica_title(db: &Db, id: i64) -> Option<String> {
+    Story::find_by_id(id)
+        .using_replica()
+        .one(db)
+        .await
+        .expect("replica read")
+        .map(|m| m.title)
+}
+
+/// After an instance applied an invalidation (its own write, or another
+/// instance's message), a cached read of those rows never answers with what
+/// a replica that has not replayed the write still holds: the replica's
+/// answer is refused and read again on the primary (or a replica that has
+/// the write), and that answer is stored.
+#[tokio::test]
+async fn a_cached_read_never_answers_older_than_an_invalidation_its_instance_applied() {
+    let Some(c) = cluster() else { return };
+    let _g = c.exclusive().await;
+    let t = c.fresh_db("refresh").await;
+    let config = || t.config().max_replica_lag(Duration::from_secs(60)).build();
+    let a = Db::connect(config()).await.expect("a");
+    let b = Db::connect(config()).await.expect("b");
+    // one story for each instance to read first after the write (the first
+    // fresh answer goes to L2, and the other instance would hit it there)
+    let mine = replicated_story(&t, &a, "old").await;
+    let told = replicated_story(&t, &a, "old").await;
+    for id in [mine, told] {
+        for db in [&a, &b] {
+            assert_eq!(title(db, id).await.0.as_deref(), Some("old"));
+        }
+    }
+    c.run(&["lag", "1000", "1"]);
+    c.run(&["lag", "1000", "2"]);
+    set_title(&a, mine, "new").await;
+    set_title(&a, told, "new").await;
+    // B has applied A's invalidations
+    wait_for(Duration::from_secs(5), || async {
+        let (sa, sb) = (a.cache_stats().await, b.cache_stats().await);
+        sa.pending == 0 && sb.version >= sa.version
+    })
+    .await
+    .expect("B applied the invalidations");
+    let refreshed = |db: &Db| {
+        let db = db.clone();
+        async move { db.cache_stats().await.refreshed }
+    };
+    let (ra, rb) = (refreshed(&a).await, refreshed(&b).await);
+    for (name, db, id) in [
+        ("A (the writer)", &a, mine),
+        ("B (told by Redis)", &b, told),
+    ] {
+        assert_eq!(
+            replica_title(db, id).await.as_deref(),
+            Some("old"),
+            "the replicas have not replayed the write yet"
+        );
+        assert_eq!(
+            title(db, id).await,
+            (Some("new".into()), CacheOutcome::Miss),
+            "{name}: a cached read after the invalidation"
+        );
+        assert_eq!(
+            title(db, id).await,
+            (Some("new".into()), CacheOutcome::HitL1),
+            "{name}: the fresh answer was stored"
+        );
+    }
+    assert_eq!(refreshed(&a).await - ra, 1, "A read it again once");
+    assert_eq!(refreshed(&b).await - rb, 1, "B read it again once");
+    // the other instance: from L2 (A's fresh fill) or read again itself
+    assert_eq!(title(&b, mine).await.0.as_deref(), Some("new"));
+    assert_eq!(title(&a, told).await.0.as_deref(), Some("new"));
+    c.reset();
+}
+
+/// A scope that was answered from the primary because its replica was
+/// behind an invalidation does not read back past that answer afterwards,
+/// cached or not (monotonic reads per scope).
+#[tokio::test]
+async fn a_scope_never_reads_back_past_a_refreshed_answer() {
+    let Some(c) = cluster() else { return };
+    let _g = c.exclusive().await;
+    let (db, id) = cached_then_written_under_lag(&c, "refresh_scope").await;
+    let (cached, uncached) = Scope::new()
+        .run(async {
+            let cached = Story::find_by_id(id)
+                .using_replica()
+                .cached()
+                .one(&db)
+                .await
+                .expect("cached read")
+                .map(|m| m.title);
+            // plain routing: a replica, unless the scope must see more
+            let uncached = Story::find_by_id(id)
+                .one(&db)
+                .await
+                .expect("read")
+                .map(|m| m.title);
+            (cached, uncached)
+        })
+        .await;
+    assert_eq!(
+        cached.as_deref(),
+        Some("new"),
+        "the cached read was refreshed"
+    );
+    assert_eq!(
+        uncached.as_deref(),
+        Some("new"),
+        "the scope's next read did not go back to the replica's old row"
+    );
+    assert_eq!(
+        replica_title(&db, id).await.as_deref(),
+        Some("old"),
+        "still lagging"
     );
     c.reset();
 }

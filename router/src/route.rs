@@ -104,6 +104,9 @@ pub enum Why {
     Failover,
     /// Inside a transaction (always the primary, or the router's write alias).
     Transaction,
+    /// A cached read whose replica answer was behind an invalidation of its
+    /// rows, read again where that write is.
+    Stale,
 }
 
 impl Why {
@@ -124,6 +127,7 @@ impl Why {
             Why::Token => "token",
             Why::Failover => "failover",
             Why::Transaction => "transaction",
+            Why::Stale => "stale",
         }
     }
 

@@ -56,6 +56,7 @@ async fn snapshot(s: &AppState) -> serde_json::Value {
             "loads": c.loads,
             "joined": c.joined,
             "fills_refused": {"lag": c.refused_lag, "race": c.refused_race},
+            "reads_refreshed": c.refreshed,
             "oversize": c.oversize,
             "pending_invalidations": c.pending,
             "unacknowledged_invalidations": c.unacknowledged,

@@ -19,8 +19,13 @@
 //!   before it; the primary's position likewise). It is stored only when no
 //!   tag it depends on changed while it ran, and when its source had
 //!   replayed past the last invalidation of every one of them; otherwise it
-//!   is returned, with that stamp, and not stored
-//!   (`a_replica_read_whose_snapshot_predates_a_write_is_never_stored`).
+//!   is not stored (`a_replica_read_whose_snapshot_predates_a_write_is_never_stored`).
+//! * **No answer older than a known invalidation.** A replica answer behind
+//!   the last invalidation of its tags is not returned either: the read is
+//!   made once more where that write is (a replica known to have replayed
+//!   it, or the primary), and that answer is returned and stored; the first
+//!   answer stands only when that read fails
+//!   (`a_cached_read_never_answers_older_than_an_invalidation_its_instance_applied`).
 //! * **Fresh enough for the scope.** An entry records the stamp; a scope
 //!   that must see an LSN (a token, its own writes) takes only entries at
 //!   least that fresh, and a waiter never takes a load fresher than it was
@@ -161,6 +166,7 @@ pub(crate) struct Counters {
     loads: AtomicU64,
     refused_lag: AtomicU64,
     refused_race: AtomicU64,
+    refreshed: AtomicU64,
     oversize: AtomicU64,
     unacknowledged: AtomicU64,
     inv_row: AtomicU64,
@@ -219,6 +225,10 @@ pub struct CacheStats {
     pub refused_lag: u64,
     /// Fills not stored because an invalidation raced them.
     pub refused_race: u64,
+    /// Reads whose replica answer was refused for lag and read again where
+    /// the invalidating write is (a replica that replayed it, or the
+    /// primary), so that the answer is not older than it.
+    pub refreshed: u64,
     /// Results over the size bound: served, kept in L1, not sent to L2.
     pub oversize: u64,
     /// Invalidations Redis took but no replica of its master acknowledged
@@ -400,8 +410,9 @@ impl QueryCache {
         }
     }
 
-    /// Looks the request up in L1, then L2, then loads it: once for all
-    /// concurrent callers with the same target and no more freshness.
+    /// [`QueryCache::get_or_refresh`] with a load that cannot be asked
+    /// again: a fill refused for lag returns the first answer.
+    #[cfg(test)]
     pub(crate) async fn get_or_load<V, F, Fut>(
         self: &Arc<Self>,
         req: Request<'_, V>,
@@ -411,6 +422,39 @@ impl QueryCache {
         V: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(V, Source), sea_orm::DbErr>>,
+    {
+        let mut load = Some(load);
+        self.get_or_refresh(req, move |again: Option<Lsn>| {
+            let first = if again.is_none() { load.take() } else { None };
+            async move {
+                match first {
+                    Some(l) => l().await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Looks the request up in L1, then L2, then loads it: once for all
+    /// concurrent callers with the same target and no more freshness.
+    ///
+    /// `load(None)` is the read as routed. When its source proves to be
+    /// behind an invalidation this instance has applied (a replica that has
+    /// not replayed the write), its answer is not stored, and
+    /// `load(Some(lsn))` is asked for one that has `lsn` (from a replica
+    /// that has replayed it, or the primary); `Ok(None)` declines, and the
+    /// first answer is returned. So a cached read never answers with rows
+    /// older than an invalidation of them its instance has seen.
+    pub(crate) async fn get_or_refresh<V, F, Fut>(
+        self: &Arc<Self>,
+        req: Request<'_, V>,
+        load: F,
+    ) -> Result<(Arc<V>, CacheOutcome), sea_orm::DbErr>
+    where
+        V: CacheValue,
+        F: FnMut(Option<Lsn>) -> Fut,
+        Fut: Future<Output = Result<Option<(V, Source)>, sea_orm::DbErr>>,
     {
         if self.l1_enabled()
             && let Some(e) = self.l1.get(&req.key).await
@@ -472,44 +516,81 @@ impl QueryCache {
         ttl
     }
 
-    /// L2, then the database.
-    async fn miss<V, F, Fut>(&self, req: &Request<'_, V>, load: F) -> Result<Loaded, sea_orm::DbErr>
+    /// L2, then the database (twice at most: see [`QueryCache::get_or_refresh`]).
+    async fn miss<V, F, Fut>(
+        &self,
+        req: &Request<'_, V>,
+        mut load: F,
+    ) -> Result<Loaded, sea_orm::DbErr>
     where
         V: CacheValue,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(V, Source), sea_orm::DbErr>>,
+        F: FnMut(Option<Lsn>) -> Fut,
+        Fut: Future<Output = Result<Option<(V, Source)>, sea_orm::DbErr>>,
     {
         if let Some(hit) = self.read_l2::<V>(req).await {
             return Ok(hit);
         }
-        let since = self.versions.generation();
-        self.counters.loads.fetch_add(1, Relaxed);
-        let (value, source) = load().await?;
-        let deps = (req.deps)(&value);
-        let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
-        let loaded = Loaded {
-            value: value.clone(),
-            outcome: CacheOutcome::Miss,
-            fresh_lsn: source.fresh_lsn,
+        let mut again = None;
+        let mut first: Option<Loaded> = None;
+        let (since, value, source, loaded, tags, negative) = loop {
+            let since = self.versions.generation();
+            if again.is_none() {
+                self.counters.loads.fetch_add(1, Relaxed);
+            }
+            let answer = match load(again).await {
+                Ok(Some(a)) => {
+                    if again.is_some() {
+                        self.counters.loads.fetch_add(1, Relaxed);
+                        self.counters.refreshed.fetch_add(1, Relaxed);
+                    }
+                    a
+                }
+                Ok(None) => return first.ok_or_else(|| sea_orm::DbErr::Custom("no load".into())),
+                // the first answer stands when the fresher read fails
+                Err(e) => match first {
+                    Some(f) => {
+                        tracing::debug!(error = %e, "fresher read failed; answering the replica's");
+                        return Ok(f);
+                    }
+                    None => return Err(e),
+                },
+            };
+            let (value, source) = answer;
+            let deps = (req.deps)(&value);
+            let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
+            let loaded = Loaded {
+                value: value.clone(),
+                outcome: CacheOutcome::Miss,
+                fresh_lsn: source.fresh_lsn,
+            };
+            let Some((tags, negative)) = deps else {
+                return Ok(loaded);
+            };
+            // lag first: an answer behind a known invalidation is stale,
+            // whether or not that invalidation came during the load
+            let newest = self.versions.max_lsn(&tags);
+            if source.replay_lsn.0 < newest {
+                self.counters.refused_lag.fetch_add(1, Relaxed);
+                tracing::debug!(
+                    replay = %source.replay_lsn,
+                    invalidated = %Lsn(newest),
+                    "cache fill refused: the source was behind the last invalidation"
+                );
+                if first.is_some() {
+                    return Ok(loaded);
+                }
+                // known stale: ask for an answer that has the write
+                again = Some(Lsn(newest));
+                first = Some(loaded);
+                continue;
+            }
+            if !self.versions.valid_since(&tags, since) {
+                self.counters.refused_race.fetch_add(1, Relaxed);
+                tracing::debug!("cache fill refused: invalidated while loading");
+                return Ok(loaded);
+            }
+            break (since, value, source, loaded, tags, negative);
         };
-        let Some((tags, negative)) = deps else {
-            return Ok(loaded);
-        };
-        if !self.versions.valid_since(&tags, since) {
-            self.counters.refused_race.fetch_add(1, Relaxed);
-            tracing::debug!("cache fill refused: invalidated while loading");
-            return Ok(loaded);
-        }
-        let newest = self.versions.max_lsn(&tags);
-        if source.replay_lsn.0 < newest {
-            self.counters.refused_lag.fetch_add(1, Relaxed);
-            tracing::debug!(
-                replay = %source.replay_lsn,
-                invalidated = %Lsn(newest),
-                "cache fill refused: the source was behind the last invalidation"
-            );
-            return Ok(loaded);
-        }
         let ttl = self.ttl_for(req.ttl, negative);
         let Some(v) = value.downcast_ref::<V>() else {
             return Ok(loaded);
@@ -811,6 +892,7 @@ impl QueryCache {
             joined: c.joined.load(Relaxed),
             refused_lag: c.refused_lag.load(Relaxed),
             refused_race: c.refused_race.load(Relaxed),
+            refreshed: c.refreshed.load(Relaxed),
             oversize: c.oversize.load(Relaxed),
             unacknowledged: c.unacknowledged.load(Relaxed),
             in_flight: self.flights.len() as u64,

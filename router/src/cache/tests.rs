@@ -313,3 +313,69 @@ async fn a_write_whose_version_comes_first_but_lsn_later_refuses_a_replica_behin
     );
     assert_eq!(a.stats().refused_lag, 1);
 }
+
+/// A load whose source is behind the last invalidation is asked once more
+/// for the invalidation's LSN; that answer is returned and stored.
+#[tokio::test]
+async fn a_load_behind_an_invalidation_is_read_again_and_that_answer_stored() {
+    let c = cache().await;
+    invalidate(&c, &[TagId::table("stories")], 100);
+    let asked = std::sync::Mutex::new(Vec::new());
+    let (v, o) = c
+        .get_or_refresh(req(20, Lsn::ZERO), |again: Option<Lsn>| {
+            asked.lock().expect("lock").push(again);
+            async move {
+                Ok(Some(match again {
+                    None => (1i64, source(90, 90)),
+                    Some(_) => (2i64, source(u64::MAX, 100)),
+                }))
+            }
+        })
+        .await
+        .expect("load");
+    assert_eq!((*v, o), (2, CacheOutcome::Miss), "the fresh answer");
+    assert_eq!(*asked.lock().expect("lock"), vec![None, Some(Lsn(100))]);
+    assert_eq!(load_n(&c, 20, 3, u64::MAX).await, (2, CacheOutcome::HitL1));
+    let s = c.stats();
+    assert_eq!((s.refreshed, s.refused_lag, s.loads), (1, 1, 2));
+}
+
+/// The first answer stands when the read for the invalidation's LSN fails
+/// or is declined, and is not stored; a second answer still behind is not
+/// asked for again.
+#[tokio::test]
+async fn the_first_answer_stands_when_reading_again_fails() {
+    let c = cache().await;
+    invalidate(&c, &[TagId::table("stories")], 100);
+    let (v, _) = c
+        .get_or_refresh(req(21, Lsn::ZERO), |again: Option<Lsn>| async move {
+            match again {
+                None => Ok(Some((1i64, source(90, 90)))),
+                Some(_) => Err(sea_orm::DbErr::Custom("primary down".into())),
+            }
+        })
+        .await
+        .expect("the first answer, not the error");
+    assert_eq!(*v, 1);
+    let (v, _) = c
+        .get_or_refresh(req(21, Lsn::ZERO), |again: Option<Lsn>| async move {
+            Ok(again.is_none().then_some((4i64, source(90, 90))))
+        })
+        .await
+        .expect("declined");
+    assert_eq!(*v, 4, "declined: the first answer, not stored before");
+    let calls = AtomicU64::new(0);
+    let (v, _) = c
+        .get_or_refresh(req(21, Lsn::ZERO), |_| {
+            let n = calls.fetch_add(1, Relaxed) as i64;
+            async move { Ok(Some((10 + n, source(95, 95)))) }
+        })
+        .await
+        .expect("both behind");
+    assert_eq!((*v, calls.load(Relaxed)), (11, 2), "asked twice at most");
+    assert_eq!(
+        load_n(&c, 21, 5, u64::MAX).await,
+        (5, CacheOutcome::Miss),
+        "nothing behind was stored"
+    );
+}

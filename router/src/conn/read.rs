@@ -272,11 +272,12 @@ impl Db {
             return Ok(Arc::new(v));
         }
         let min_lsn = scope::with_current(|s| s.min_lsn()).unwrap_or_default();
-        let mut ran_on = None;
+        let ran_on = std::sync::Mutex::new(None);
+        let (exec, ran_on_ref) = (&exec, &ran_on);
         let (v, outcome) = self
             .shared
             .cache
-            .get_or_load(
+            .get_or_refresh(
                 Request {
                     key: (spec.key)(self.ns_for(target)),
                     target: target.class(),
@@ -285,19 +286,36 @@ impl Db {
                     static_tags: spec.static_tags,
                     deps: spec.deps,
                 },
-                || async {
-                    let (target, why) = if (spec.needs_primary)() {
-                        (Target::Primary, Why::Explicit)
-                    } else {
-                        (target, why)
+                |again: Option<Lsn>| async move {
+                    let (target, why) = match again {
+                        _ if (spec.needs_primary)() => (Target::Primary, Why::Explicit),
+                        None => (target, why),
+                        // a replica answer behind an invalidation this
+                        // instance applied: read where that write is; only
+                        // replica reads are read again (an alias's are its own)
+                        Some(lsn) => match target {
+                            Target::Replica(_) => {
+                                // and the scope's later reads do not go back
+                                // to before it (monotonic reads per scope)
+                                scope::with_current(|st| st.require_lsn(lsn));
+                                match self.shared.replicas.pick(None, lsn) {
+                                    Ok(i) => (Target::Replica(i), Why::Stale),
+                                    Err(_) => (Target::Primary, Why::Stale),
+                                }
+                            }
+                            _ => return Ok(None),
+                        },
                     };
                     let (v, ran, source) = self.run_on(using, target, why, exec).await?;
-                    ran_on = Some(ran);
-                    Ok((v, source))
+                    if let Ok(mut r) = ran_on_ref.lock() {
+                        *r = Some(ran);
+                    }
+                    Ok(Some((v, source)))
                 },
             )
             .await?;
-        let route = self.route_of(ran_on.unwrap_or(target));
+        let ran = ran_on.lock().ok().and_then(|r| *r);
+        let route = self.route_of(ran.unwrap_or(target));
         scope::with_current(|st| st.record(route, outcome));
         Ok(v)
     }
