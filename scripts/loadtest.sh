@@ -53,16 +53,29 @@ CLUSTER_DIR="${SEAWAY_CLUSTER_DIR:-target/seaway-cluster}"
 # PostgreSQL servers (every backend, WAL sender and replay process), and of
 # its plain Redis
 ticks_of() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
-pg_ticks() {
-  local pids="" d
+# by role, from each process's title: "primary other replica walsender
+# walreceiver startup" (primary: its backends and background processes;
+# replica: the replicas' backends and background processes but the
+# replication ones)
+pg_roles() {
+  local d pm p role
+  declare -A t=([primary]=0 [replica]=0 [walsender]=0 [walreceiver]=0 [startup]=0)
   for d in primary replica1 replica2; do
     [ -f "$CLUSTER_DIR/$d/postmaster.pid" ] || continue
-    local pm; pm=$(head -1 "$CLUSTER_DIR/$d/postmaster.pid")
-    pids="$pids $pm $(pgrep -P "$pm" | tr '\n' ' ')"
+    pm=$(head -1 "$CLUSTER_DIR/$d/postmaster.pid")
+    for p in $pm $(pgrep -P "$pm"); do
+      case "$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")" in
+        *walsender*) role=walsender ;;
+        *walreceiver*) role=walreceiver ;;
+        *startup*) role=startup ;;
+        *) if [ "$d" = primary ]; then role=primary; else role=replica; fi ;;
+      esac
+      t[$role]=$((${t[$role]} + $(ticks_of "$p")))
+    done
   done
-  # shellcheck disable=SC2086
-  ticks_of $pids
+  echo "${t[primary]} ${t[walsender]} ${t[walreceiver]} ${t[startup]} ${t[replica]}"
 }
+pg_ticks() { pg_roles | awk '{ print $1 + $2 + $3 + $4 + $5 }'; }
 redis_ticks() { ticks_of "$(cat "$CLUSTER_DIR/run/redis.pid" 2>/dev/null)"; }
 
 run() {
@@ -93,10 +106,12 @@ run() {
   WRITE_PCT=$write_pct VIEW_PCT=$view_pct wrk -t2 -c64 -d3s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" >/dev/null
   curl -fs "127.0.0.1:$PORT/stats" >"/tmp/seaway-load-before-$name.json"
   echo "== ($name) cache ttl=$ttl writes=${write_pct}% views=${view_pct}% for ${DURATION}s at 64 connections"
-  local s0 p0 r0 hz; s0=$(ticks_of "$pid"); p0=$(pg_ticks); r0=$(redis_ticks); hz=$(getconf CLK_TCK)
+  local s0 p0 r0 hz roles0; s0=$(ticks_of "$pid"); roles0=$(pg_roles); p0=$(pg_ticks); r0=$(redis_ticks); hz=$(getconf CLK_TCK)
   WRITE_PCT=$write_pct VIEW_PCT=$view_pct wrk -t2 -c64 -d"${DURATION}s" --timeout 5s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" | grep RESULT
   awk -v hz="$hz" -v s="$(( $(ticks_of "$pid") - s0 ))" -v p="$(( $(pg_ticks) - p0 ))" -v r="$(( $(redis_ticks) - r0 ))" \
     'BEGIN { printf "CPU seconds over the run: service=%.2f postgresql=%.2f redis=%.2f\n", s / hz, p / hz, r / hz }'
+  # a process that started or ended during the run counts only its part seen
+  echo "$roles0 $(pg_roles)" | awk -v hz="$hz" '{ printf "PostgreSQL CPU seconds by role: primary=%.2f walsenders=%.2f walreceivers=%.2f replay=%.2f replicas_other=%.2f\n", ($6 - $1) / hz, ($7 - $2) / hz, ($8 - $3) / hz, ($9 - $4) / hz, ($10 - $5) / hz }'
   curl -fs "127.0.0.1:$PORT/stats" >"/tmp/seaway-load-after-$name.json"
   python3 - "$name" <<'PY'
 import json, sys
