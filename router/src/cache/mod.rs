@@ -156,6 +156,13 @@ struct Loaded {
     fresh_lsn: Lsn,
 }
 
+/// What became of a database answer: stored or served as it is, or behind
+/// an invalidation (whose LSN a fresher read must have).
+enum Fill {
+    Done(Loaded),
+    Behind(Loaded, Lsn),
+}
+
 /// Hit, miss and error counters, and what fills were refused.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -530,76 +537,82 @@ impl QueryCache {
         if let Some(hit) = self.read_l2::<V>(req).await {
             return Ok(hit);
         }
-        let mut again = None;
-        let mut first: Option<Loaded> = None;
-        let (since, value, source, loaded, tags, negative) = loop {
-            let since = self.versions.generation();
-            if again.is_none() {
-                self.counters.loads.fetch_add(1, Relaxed);
-            }
-            let answer = match load(again).await {
-                Ok(Some(a)) => {
-                    if again.is_some() {
-                        self.counters.loads.fetch_add(1, Relaxed);
-                        self.counters.refreshed.fetch_add(1, Relaxed);
-                    }
-                    a
-                }
-                Ok(None) => return first.ok_or_else(|| sea_orm::DbErr::Custom("no load".into())),
-                // the first answer stands when the fresher read fails
-                Err(e) => match first {
-                    Some(f) => {
-                        tracing::debug!(error = %e, "fresher read failed; answering the replica's");
-                        return Ok(f);
-                    }
-                    None => return Err(e),
-                },
-            };
-            let (value, source) = answer;
-            let deps = (req.deps)(&value);
-            let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
-            let loaded = Loaded {
-                value: value.clone(),
-                outcome: CacheOutcome::Miss,
-                fresh_lsn: source.fresh_lsn,
-            };
-            let Some((tags, negative)) = deps else {
-                return Ok(loaded);
-            };
-            // lag first: an answer behind a known invalidation is stale,
-            // whether or not that invalidation came during the load
-            let newest = self.versions.max_lsn(&tags);
-            if source.replay_lsn.0 < newest {
-                self.counters.refused_lag.fetch_add(1, Relaxed);
-                tracing::debug!(
-                    replay = %source.replay_lsn,
-                    invalidated = %Lsn(newest),
-                    "cache fill refused: the source was behind the last invalidation"
-                );
-                if first.is_some() {
-                    return Ok(loaded);
-                }
-                // known stale: ask for an answer that has the write
-                again = Some(Lsn(newest));
-                first = Some(loaded);
-                continue;
-            }
-            if !self.versions.valid_since(&tags, since) {
-                self.counters.refused_race.fetch_add(1, Relaxed);
-                tracing::debug!("cache fill refused: invalidated while loading");
-                return Ok(loaded);
-            }
-            break (since, value, source, loaded, tags, negative);
+        let since = self.versions.generation();
+        self.counters.loads.fetch_add(1, Relaxed);
+        let Some((value, source)) = load(None).await? else {
+            return Err(sea_orm::DbErr::Custom(
+                "the load declined its first read".into(),
+            ));
         };
+        let (first, lsn) = match self.fill(req, value, source, since).await {
+            Fill::Done(loaded) => return Ok(loaded),
+            Fill::Behind(loaded, lsn) => (loaded, lsn),
+        };
+        // known stale: read again where the write is
+        let since = self.versions.generation();
+        match load(Some(lsn)).await {
+            Ok(Some((value, source))) => {
+                self.counters.loads.fetch_add(1, Relaxed);
+                self.counters.refreshed.fetch_add(1, Relaxed);
+                match self.fill(req, value, source, since).await {
+                    Fill::Done(loaded) | Fill::Behind(loaded, _) => Ok(loaded),
+                }
+            }
+            Ok(None) => Ok(first),
+            // the first answer stands when the fresher read fails
+            Err(e) => {
+                tracing::debug!(error = %e, "fresher read failed; answering the replica's");
+                Ok(first)
+            }
+        }
+    }
+
+    /// Stores a database answer loaded since generation `since`, unless its
+    /// source was behind the last invalidation of its tags (`Behind`, with
+    /// that invalidation's LSN) or an invalidation raced it.
+    async fn fill<V: CacheValue>(
+        &self,
+        req: &Request<'_, V>,
+        value: V,
+        source: Source,
+        since: u64,
+    ) -> Fill {
+        let deps = (req.deps)(&value);
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
+        let loaded = Loaded {
+            value: value.clone(),
+            outcome: CacheOutcome::Miss,
+            fresh_lsn: source.fresh_lsn,
+        };
+        let Some((tags, negative)) = deps else {
+            return Fill::Done(loaded);
+        };
+        // lag first: an answer behind a known invalidation is stale,
+        // whether or not that invalidation came during the load
+        let newest = self.versions.max_lsn(&tags);
+        if source.replay_lsn.0 < newest {
+            self.counters.refused_lag.fetch_add(1, Relaxed);
+            tracing::debug!(
+                replay = %source.replay_lsn,
+                invalidated = %Lsn(newest),
+                "cache fill refused: the source was behind the last invalidation"
+            );
+            return Fill::Behind(loaded, Lsn(newest));
+        }
+        if !self.versions.valid_since(&tags, since) {
+            self.counters.refused_race.fetch_add(1, Relaxed);
+            tracing::debug!("cache fill refused: invalidated while loading");
+            return Fill::Done(loaded);
+        }
         let ttl = self.ttl_for(req.ttl, negative);
         let Some(v) = value.downcast_ref::<V>() else {
-            return Ok(loaded);
+            return Fill::Done(loaded);
         };
         let payload = match postcard::to_allocvec(v) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cache value does not encode; not cached");
-                return Ok(loaded);
+                return Fill::Done(loaded);
             }
         };
         let size = payload.len();
@@ -628,7 +641,7 @@ impl QueryCache {
         }
         self.put_l1(req.key, tags, since, source.fresh_lsn, ttl, value, size)
             .await;
-        Ok(loaded)
+        Fill::Done(loaded)
     }
 
     /// An L2 hit, validated against Redis's versions of every tag it
