@@ -75,7 +75,6 @@ pg_roles() {
   done
   echo "${t[primary]} ${t[walsender]} ${t[walreceiver]} ${t[startup]} ${t[replica]}"
 }
-pg_ticks() { pg_roles | awk '{ print $1 + $2 + $3 + $4 + $5 }'; }
 redis_ticks() { ticks_of "$(cat "$CLUSTER_DIR/run/redis.pid" 2>/dev/null)"; }
 
 run() {
@@ -106,12 +105,14 @@ run() {
   WRITE_PCT=$write_pct VIEW_PCT=$view_pct wrk -t2 -c64 -d3s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" >/dev/null
   curl -fs "127.0.0.1:$PORT/stats" >"/tmp/seaway-load-before-$name.json"
   echo "== ($name) cache ttl=$ttl writes=${write_pct}% views=${view_pct}% for ${DURATION}s at 64 connections"
-  local s0 p0 r0 hz roles0; s0=$(ticks_of "$pid"); roles0=$(pg_roles); p0=$(pg_ticks); r0=$(redis_ticks); hz=$(getconf CLK_TCK)
+  local s0 r0 hz roles0; s0=$(ticks_of "$pid"); roles0=$(pg_roles); r0=$(redis_ticks); hz=$(getconf CLK_TCK)
   WRITE_PCT=$write_pct VIEW_PCT=$view_pct wrk -t2 -c64 -d"${DURATION}s" --timeout 5s -s scripts/load/reads.lua "http://127.0.0.1:$PORT" | grep RESULT
-  awk -v hz="$hz" -v s="$(( $(ticks_of "$pid") - s0 ))" -v p="$(( $(pg_ticks) - p0 ))" -v r="$(( $(redis_ticks) - r0 ))" \
-    'BEGIN { printf "CPU seconds over the run: service=%.2f postgresql=%.2f redis=%.2f\n", s / hz, p / hz, r / hz }'
   # a process that started or ended during the run counts only its part seen
-  echo "$roles0 $(pg_roles)" | awk -v hz="$hz" '{ printf "PostgreSQL CPU seconds by role: primary=%.2f walsenders=%.2f walreceivers=%.2f replay=%.2f replicas_other=%.2f\n", ($6 - $1) / hz, ($7 - $2) / hz, ($8 - $3) / hz, ($9 - $4) / hz, ($10 - $5) / hz }'
+  echo "$roles0 $(pg_roles)" | awk -v hz="$hz" -v s="$(( $(ticks_of "$pid") - s0 ))" -v r="$(( $(redis_ticks) - r0 ))" '{
+    for (i = 1; i <= 5; i++) { d[i] = ($(i + 5) - $i) / hz; p += d[i] }
+    printf "CPU seconds over the run: service=%.2f postgresql=%.2f redis=%.2f\n", s / hz, p, r / hz
+    printf "PostgreSQL CPU seconds by role: primary=%.2f walsenders=%.2f walreceivers=%.2f replay=%.2f replicas_other=%.2f\n", d[1], d[2], d[3], d[4], d[5]
+  }'
   curl -fs "127.0.0.1:$PORT/stats" >"/tmp/seaway-load-after-$name.json"
   python3 - "$name" <<'PY'
 import json, sys
